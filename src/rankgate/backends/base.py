@@ -1,0 +1,114 @@
+"""How rankgate talks to a model: one small protocol every backend implements.
+
+Backends speak OpenAI shapes in and out (request payload dicts, ``chat.completion`` /
+``text_completion`` bodies, stream chunks), because both llama.cpp and every hosted API already
+do; the gateway then only normalises ids and usage. Failures are raised as ``BackendError``
+subclasses that carry the honest HTTP status, so no layer above has to guess.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import Any, Literal, Protocol
+
+from rankgate.panel import ModelSpec
+
+Kind = Literal["chat", "text"]  # /v1/chat/completions or /v1/completions
+
+
+@dataclass
+class Usage:
+    input_tokens: int | None = None
+    output_tokens: int | None = None
+
+
+@dataclass
+class Result:
+    """A finished non-streamed completion."""
+
+    body: dict[str, Any]  # OpenAI response object as the backend produced it
+    usage: Usage
+    compute_s: float  # seconds the backend spent on it (local models: inside the model lock)
+
+
+@dataclass
+class StreamStats:
+    """Filled in by a backend while its stream is consumed; final once the stream ends."""
+
+    usage: Usage = field(default_factory=Usage)
+    compute_s: float = 0.0
+
+
+class BackendStream(Protocol):
+    stats: StreamStats
+
+    def __aiter__(self) -> AsyncIterator[dict[str, Any]]: ...
+
+    async def aclose(self) -> None: ...
+
+
+class Backend(Protocol):
+    """A model the gateway can call. Implementations: ``llamacpp``, ``openai_http``."""
+
+    spec: ModelSpec
+
+    async def complete(self, kind: Kind, payload: dict[str, Any]) -> Result:
+        """Run one request to completion. ``payload`` is the client's body minus ``model``."""
+        ...
+
+    async def stream(self, kind: Kind, payload: dict[str, Any]) -> BackendStream:
+        """Start a streamed request. Errors before the first chunk raise here (so the gateway
+        can still answer with an HTTP error status); later ones raise from iteration."""
+        ...
+
+    async def aclose(self) -> None: ...
+
+
+class BackendError(Exception):
+    """A request the backend could not serve; ``status`` is the HTTP status to answer with."""
+
+    status = 502
+    type = "upstream_error"
+    code = "upstream_error"
+
+    def __init__(self, message: str, *, param: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.param = param
+
+
+class BackendUnreachable(BackendError):
+    code = "upstream_unreachable"
+
+
+class BackendTimeout(BackendError):
+    status = 504
+    code = "upstream_timeout"
+
+
+class BadRequest(BackendError):
+    """The request itself is wrong for this model (the upstream said 4xx, or we know)."""
+
+    status = 400
+    type = "invalid_request_error"
+    code = "invalid_request"
+
+    def __init__(self, message: str, *, param: str | None = None, status: int = 400,
+                 code: str | None = None) -> None:
+        super().__init__(message, param=param)
+        self.status = status
+        if code:
+            self.code = code
+
+
+class ContextOverflow(BadRequest):
+    def __init__(self, prompt_tokens: int, context_window: int, model: str) -> None:
+        super().__init__(
+            f"This model's maximum context length is {context_window} tokens, but the prompt "
+            f"has {prompt_tokens} tokens ({model}). Shorten the prompt.",
+            param="messages",
+            code="context_length_exceeded",
+        )
+        self.prompt_tokens = prompt_tokens
+        self.context_window = context_window

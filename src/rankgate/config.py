@@ -1,0 +1,49 @@
+"""Process-wide settings, read once from the environment (``RANKGATE_*``) and passed down.
+
+Nothing reads the environment after start-up: the app factory receives a ``Settings`` object,
+so tests and several gateways in one process can use different settings side by side.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import platformdirs
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+#: Default price of the machine that runs local models, in $ per hour. A 2-vCPU cloud VM
+#: (e.g. AWS c7i.large, GCP e2-standard-2) costs about this on demand; set
+#: ``RANKGATE_MACHINE_USD_PER_HOUR`` to your own figure.
+DEFAULT_MACHINE_USD_PER_HOUR = 0.10
+
+
+def _default_home() -> Path:
+    return Path(platformdirs.user_cache_dir("rankgate"))
+
+
+class Settings(BaseSettings):
+    """Everything the gateway and the CLI need to know about their environment."""
+
+    model_config = SettingsConfigDict(env_prefix="RANKGATE_", extra="ignore")
+
+    home: Path = Field(default_factory=_default_home, description="cache dir: models, db")
+    store_url: str | None = Field(
+        default=None, description="SQLAlchemy URL of the request log; default SQLite in home"
+    )
+    machine_usd_per_hour: float = Field(default=DEFAULT_MACHINE_USD_PER_HOUR, ge=0)
+    threads: int = Field(
+        default_factory=lambda: os.cpu_count() or 1,
+        ge=1,
+        description="CPU threads shared by all local models (the thread budget)",
+    )
+    log_queue_size: int = Field(default=10_000, ge=1)
+    upstream_timeout_s: float = Field(default=300.0, gt=0)
+
+    def resolved_store_url(self) -> str:
+        """The request-log database URL; SQLite under ``home`` unless told otherwise."""
+        if self.store_url:
+            return self.store_url
+        self.home.mkdir(parents=True, exist_ok=True)
+        return f"sqlite:///{self.home / 'rankgate.db'}"

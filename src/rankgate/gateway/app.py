@@ -1,0 +1,97 @@
+"""The app factory: settings + panel in, a FastAPI app with all state attached out.
+
+No module-level state: two gateways with different panels can live in one process (tests do).
+The lifespan starts the request-log writer and, on shutdown, drains it before closing
+backends, so a clean stop loses no logged request.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+from typing import Any
+
+import httpx
+from fastapi import FastAPI
+from fastapi.openapi.utils import get_openapi
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import Request
+from starlette.responses import Response
+
+from rankgate.backends import ThreadBudget, build_backends
+from rankgate.backends.llamacpp import LlamaCppBackend
+from rankgate.config import Settings
+from rankgate.gateway.errors import APIError, error_response
+from rankgate.gateway.openai_api import build_router
+from rankgate.gateway.schemas import ChatCompletionRequest, CompletionRequest
+from rankgate.gateway.state import GatewayState
+from rankgate.panel import Panel, default_panel
+from rankgate.pricing import Pricer
+from rankgate.store.request_log import RequestLog
+
+log = logging.getLogger("rankgate")
+
+
+def create_app(settings: Settings | None = None, panel: Panel | None = None,
+               preload: bool = False) -> FastAPI:
+    """Build a gateway. ``preload`` loads every local model at start-up instead of on first
+    use (slower start, no cold first request)."""
+    settings = settings or Settings()
+    panel = panel or default_panel()
+    client = httpx.AsyncClient(
+        limits=httpx.Limits(max_connections=1000, max_keepalive_connections=200),
+        timeout=httpx.Timeout(settings.upstream_timeout_s, connect=10.0),
+    )
+    budget = ThreadBudget(settings.threads)
+    state = GatewayState(
+        settings=settings,
+        panel=panel,
+        backends=build_backends(panel, settings, client, budget),
+        pricers={m.id: Pricer(m, settings.machine_usd_per_hour) for m in panel},
+        request_log=RequestLog(settings.resolved_store_url(), settings.log_queue_size),
+        client=client,
+        budget=budget,
+    )
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        state.request_log.start()
+        if preload:
+            for backend in state.backends.values():
+                if isinstance(backend, LlamaCppBackend) and backend.model_path.is_file():
+                    await backend.load()
+        try:
+            yield
+        finally:
+            await state.request_log.close()
+            for backend in state.backends.values():
+                await backend.aclose()
+            await client.aclose()
+            budget.shutdown()
+
+    app = FastAPI(title="rankgate", version="0.1.0", lifespan=lifespan,
+                  description="OpenAI-compatible gateway in front of a ranked panel of LLMs.")
+    app.state.rankgate = state
+    app.include_router(build_router())
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(_: Request, exc: StarletteHTTPException) -> Response:
+        code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code)
+        return error_response(APIError(exc.status_code, str(exc.detail), code=code),
+                              dict(exc.headers or {}))
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            spec = get_openapi(title=app.title, version=app.version, routes=app.routes,
+                               description=app.description)
+            schemas = spec.setdefault("components", {}).setdefault("schemas", {})
+            for model in (ChatCompletionRequest, CompletionRequest):
+                js = model.model_json_schema(ref_template="#/components/schemas/{model}")
+                schemas.update(js.pop("$defs", {}))
+                schemas[model.__name__] = js
+            app.openapi_schema = spec
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
+    return app

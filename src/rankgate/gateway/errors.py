@@ -1,0 +1,39 @@
+"""OpenAI-shaped errors: ``{"error": {"message", "type", "param", "code"}}`` with honest statuses.
+
+Everything that goes wrong on the request path is raised as an ``APIError`` (or a
+``BackendError``, which carries the same four fields) and rendered in exactly one place, so the
+shape and the logging can't drift between endpoints.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+from starlette.responses import Response
+
+
+class APIError(Exception):
+    def __init__(self, status: int, message: str, *, type: str = "invalid_request_error",
+                 param: str | None = None, code: str | None = None,
+                 headers: dict[str, str] | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+        self.type = type
+        self.param = param
+        self.code = code
+        self.headers = headers or {}
+
+
+def error_body(message: str, type: str, param: str | None, code: str | None) -> dict[str, Any]:
+    return {"error": {"message": message, "type": type, "param": param, "code": code}}
+
+
+def error_response(err: APIError, headers: dict[str, str] | None = None) -> Response:
+    return Response(
+        orjson.dumps(error_body(err.message, err.type, err.param, err.code)),
+        status_code=err.status,
+        media_type="application/json",
+        headers={**err.headers, **(headers or {})},
+    )

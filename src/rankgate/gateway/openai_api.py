@@ -1,0 +1,60 @@
+"""The OpenAI-compatible routes: chat/completions, completions, models, plus /healthz."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Request
+from starlette.responses import Response
+
+from rankgate.backends.llamacpp import LlamaCppBackend
+from rankgate.gateway.completions import handle
+from rankgate.gateway.schemas import ChatCompletionRequest, CompletionRequest
+from rankgate.gateway.state import GatewayState
+
+
+def _body_schema(model: type) -> dict[str, Any]:
+    """OpenAPI request body for routes that parse their own body (to answer 400, not 422)."""
+    return {"requestBody": {"required": True, "content": {"application/json": {
+        "schema": {"$ref": f"#/components/schemas/{model.__name__}"}}}}}
+
+
+def build_router() -> APIRouter:
+    router = APIRouter()
+
+    @router.post("/v1/chat/completions", openapi_extra=_body_schema(ChatCompletionRequest))
+    async def chat_completions(request: Request) -> Response:
+        return await handle(_state(request), request, "chat")
+
+    @router.post("/v1/completions", openapi_extra=_body_schema(CompletionRequest))
+    async def completions(request: Request) -> Response:
+        return await handle(_state(request), request, "text")
+
+    @router.get("/v1/models")
+    async def list_models(request: Request) -> dict[str, Any]:
+        state = _state(request)
+        return {"object": "list", "data": [
+            {"id": m.id, "object": "model", "created": int(state.started),
+             "owned_by": "rankgate", "backend": m.backend,
+             "price_basis": state.pricers[m.id].basis, "tags": list(m.tags)}
+            for m in state.panel
+        ]}
+
+    @router.get("/healthz")
+    async def healthz(request: Request) -> dict[str, Any]:
+        state = _state(request)
+        models = {}
+        for m in state.panel:
+            b = state.backends[m.id]
+            info: dict[str, Any] = {"backend": m.backend}
+            if isinstance(b, LlamaCppBackend):
+                info["ready"] = b.model_path.is_file()
+                info["loaded"] = b.loaded
+            models[m.id] = info
+        return {"status": "ok", "models": models, "request_log": state.request_log.stats()}
+
+    return router
+
+
+def _state(request: Request) -> GatewayState:
+    return request.app.state.rankgate

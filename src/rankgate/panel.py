@@ -1,0 +1,155 @@
+"""The panel: which models rankgate can send a request to, and how to reach each.
+
+A panel comes from a YAML file (a list of models, or ``{"models": [...]}``) or, with no file,
+is the embedded default of three bundled llama.cpp models. Validation happens once, at load,
+and a mistake is reported in one line naming the file, the model and the field, so a typo
+never surfaces later as a confusing request failure.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from rankgate.local_models import BUNDLED
+
+
+class PanelError(ValueError):
+    """A panel file that cannot be used; the message is one line and names file/model/field."""
+
+
+class ModelSpec(BaseModel):
+    """One panel model. ``id`` is what clients put in ``model``."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    id: str = Field(min_length=1, pattern=r"^[A-Za-z0-9][A-Za-z0-9._:/@+-]*$")
+    backend: Literal["llamacpp", "openai"]
+    # llamacpp: a GGUF file, or the name of a bundled model
+    path: str | None = None
+    bundled: str | None = None
+    # openai: any OpenAI-compatible server
+    base_url: str | None = None
+    api_key_env: str | None = None
+    upstream_model: str | None = Field(default=None, description="name at the upstream; id")
+    provider: str | None = Field(default=None, description="genai-prices provider id")
+    # prices in $ per million tokens; absent -> looked up by name (hosted) or compute time (local)
+    input_price_per_mtok: float | None = Field(default=None, ge=0)
+    output_price_per_mtok: float | None = Field(default=None, ge=0)
+    context_window: int | None = Field(default=None, gt=0)
+    timeout_s: float | None = Field(default=None, gt=0)
+    tags: tuple[str, ...] = ()
+
+    @model_validator(mode="after")
+    def _backend_fields(self) -> ModelSpec:
+        if self.backend == "llamacpp":
+            if (self.path is None) == (self.bundled is None):
+                raise ValueError("llamacpp models need exactly one of 'path' or 'bundled'")
+            if self.bundled is not None and self.bundled not in BUNDLED:
+                raise ValueError(
+                    f"unknown bundled model {self.bundled!r} (known: {', '.join(BUNDLED)})"
+                )
+            if self.base_url or self.api_key_env:
+                raise ValueError("'base_url'/'api_key_env' only apply to backend 'openai'")
+        else:
+            if not self.base_url:
+                raise ValueError("openai models need 'base_url'")
+            if self.path or self.bundled:
+                raise ValueError("'path'/'bundled' only apply to backend 'llamacpp'")
+        if (self.input_price_per_mtok is None) != (self.output_price_per_mtok is None):
+            raise ValueError("give both input_price_per_mtok and output_price_per_mtok, or none")
+        return self
+
+    @property
+    def name_upstream(self) -> str:
+        return self.upstream_model or self.id
+
+
+class Panel:
+    """An ordered, id-indexed set of models (order is the user's: it breaks routing ties)."""
+
+    def __init__(self, models: list[ModelSpec], source: str = "<default>") -> None:
+        seen: set[str] = set()
+        for m in models:
+            if m.id in seen:
+                raise PanelError(f"{source}: model {m.id!r}: field 'id': duplicate id")
+            seen.add(m.id)
+        if not models:
+            raise PanelError(f"{source}: the panel has no models")
+        self.models = list(models)
+        self.source = source
+        self._by_id = {m.id: m for m in models}
+
+    def __iter__(self):  # noqa: ANN204 - iterator of ModelSpec
+        return iter(self.models)
+
+    def __len__(self) -> int:
+        return len(self.models)
+
+    def __contains__(self, model_id: object) -> bool:
+        return model_id in self._by_id
+
+    def get(self, model_id: str) -> ModelSpec | None:
+        return self._by_id.get(model_id)
+
+    @property
+    def ids(self) -> list[str]:
+        return [m.id for m in self.models]
+
+
+def default_panel() -> Panel:
+    """The embedded panel: the three bundled models, cheapest first."""
+    return Panel(
+        [
+            ModelSpec(id=m.id, backend="llamacpp", bundled=m.id, context_window=None,
+                      tags=("local", "embedded"))
+            for m in BUNDLED.values()
+        ]
+    )
+
+
+def _one_line(source: str, raw: Any, index: int, err: ValidationError) -> str:
+    first = err.errors()[0]
+    name = raw.get("id") if isinstance(raw, dict) else None
+    who = f"model {name!r}" if name else f"model #{index + 1}"
+    field = ".".join(str(p) for p in first["loc"]) or "(model)"
+    msg = first["msg"].removeprefix("Value error, ")
+    return f"{source}: {who}: field '{field}': {msg}"
+
+
+def parse_panel(data: Any, source: str) -> Panel:
+    """Build a Panel from already-parsed YAML/JSON data."""
+    if isinstance(data, dict) and set(data) == {"models"}:
+        data = data["models"]
+    if not isinstance(data, list):
+        raise PanelError(f"{source}: expected a list of models (or a 'models:' key)")
+    specs: list[ModelSpec] = []
+    for i, raw in enumerate(data):
+        if not isinstance(raw, dict):
+            raise PanelError(f"{source}: model #{i + 1}: expected a mapping, got {raw!r}")
+        try:
+            specs.append(ModelSpec.model_validate(raw))
+        except ValidationError as e:
+            raise PanelError(_one_line(source, raw, i, e)) from None
+    return Panel(specs, source)
+
+
+def load_panel(path: str | Path | None) -> Panel:
+    """The panel in ``path``, or the embedded default when ``path`` is None."""
+    if path is None:
+        return default_panel()
+    p = Path(path)
+    try:
+        text = p.read_text()
+    except OSError as e:
+        raise PanelError(f"{p}: cannot read panel file: {e.strerror}") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f" line {mark.line + 1}" if mark else ""
+        raise PanelError(f"{p}:{where}: not valid YAML ({getattr(e, 'problem', e)})") from None
+    return parse_panel(data, str(p))

@@ -1,0 +1,83 @@
+"""What a request cost, in dollars, and on what basis.
+
+Three bases, decided once per model when the gateway starts:
+
+* ``panel`` — explicit $/Mtok prices in the panel file;
+* ``genai-prices`` — hosted models looked up by name in the offline ``genai-prices`` snapshot;
+* ``local-compute`` — local models cost their measured generation seconds × the machine's $/hour,
+  so "cheaper" means "less compute", measured.
+
+When none applies the cost is ``None`` (never 0) and the basis says why.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from decimal import Decimal
+
+from rankgate.panel import ModelSpec
+
+
+@dataclass(frozen=True)
+class Cost:
+    usd: float | None
+    basis: str  # "panel", "genai-prices", "local-compute" or "unknown: <why>"
+
+    def header(self) -> str:
+        return "unknown" if self.usd is None else f"{self.usd:.10f}".rstrip("0").rstrip(".") or "0"
+
+
+class Pricer:
+    """Prices requests for one model; construction does the (slow) catalogue lookup."""
+
+    def __init__(self, spec: ModelSpec, machine_usd_per_hour: float) -> None:
+        self.spec = spec
+        self.machine_usd_per_hour = machine_usd_per_hour
+        self._catalogue_ref: tuple[str, str | None] | None = None
+        if spec.input_price_per_mtok is not None:
+            self.basis = "panel"
+        elif spec.backend == "llamacpp":
+            self.basis = "local-compute"
+        elif self._lookup():
+            self.basis = "genai-prices"
+        else:
+            self.basis = f"unknown: no price for {spec.name_upstream!r} in genai-prices or panel"
+
+    def _lookup(self) -> bool:
+        try:
+            from genai_prices import Usage, calc_price
+        except ImportError:  # pragma: no cover - a declared dependency
+            return False
+        for ref in ((self.spec.name_upstream, self.spec.provider), (self.spec.name_upstream, None)):
+            try:
+                calc_price(Usage(input_tokens=1, output_tokens=1), ref[0], provider_id=ref[1])
+            except (LookupError, ValueError):
+                continue
+            self._catalogue_ref = ref
+            return True
+        return False
+
+    def cost(self, input_tokens: int | None, output_tokens: int | None,
+             compute_s: float | None) -> Cost:
+        """Cost of one request given its token usage and backend compute seconds."""
+        if self.basis == "local-compute":
+            if compute_s is None:
+                return Cost(None, "unknown: compute time not measured")
+            return Cost(compute_s * self.machine_usd_per_hour / 3600.0, self.basis)
+        if input_tokens is None or output_tokens is None:
+            return Cost(None, "unknown: the backend reported no token usage")
+        if self.basis == "panel":
+            assert self.spec.input_price_per_mtok is not None
+            assert self.spec.output_price_per_mtok is not None
+            usd = (input_tokens * self.spec.input_price_per_mtok
+                   + output_tokens * self.spec.output_price_per_mtok) / 1e6
+            return Cost(usd, self.basis)
+        if self._catalogue_ref is not None:
+            from genai_prices import Usage, calc_price
+
+            price = calc_price(
+                Usage(input_tokens=input_tokens, output_tokens=output_tokens),
+                self._catalogue_ref[0], provider_id=self._catalogue_ref[1],
+            )
+            return Cost(float(Decimal(price.total_price)), self.basis)
+        return Cost(None, self.basis)

@@ -1,0 +1,1 @@
+"""Storage: SQLAlchemy Core tables (``tables.py``) and the background request-log writer."""
