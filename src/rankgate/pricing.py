@@ -24,7 +24,7 @@ class Cost:
     basis: str  # "panel", "genai-prices", "local-compute" or "unknown: <why>"
 
     def header(self) -> str:
-        return "unknown" if self.usd is None else f"{self.usd:.10f}".rstrip("0").rstrip(".") or "0"
+        return "unknown" if self.usd is None else repr(self.usd)
 
 
 class Pricer:

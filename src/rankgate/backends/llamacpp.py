@@ -209,13 +209,17 @@ class LlamaCppBackend:
                 return llama.create_chat_completion(**kw)
             return llama.create_completion(**kw)
         except ValueError as e:
-            m = _OVERFLOW.search(str(e))
-            if m:
-                raise ContextOverflow(int(m.group(1)), int(m.group(2)), self.spec.id) from None
-            raise BadRequest(f"{self.spec.id}: {e}") from None
+            raise self._translate(e) from None
         finally:
             if not kw.get("stream"):
                 llama.tap = None
+
+    def _translate(self, e: ValueError) -> BadRequest:
+        """llama-cpp-python reports bad requests as ValueError; give them a status."""
+        m = _OVERFLOW.search(str(e))
+        if m:
+            return ContextOverflow(int(m.group(1)), int(m.group(2)), self.spec.id)
+        return BadRequest(f"{self.spec.id}: {e}")
 
     def _usage(self, tap: _Tap, eos_stopped: bool) -> Usage:
         n = len(tap.tokens) - (1 if eos_stopped and tap.tokens else 0)
@@ -343,6 +347,8 @@ class _LlamaStream:
                 if self.tap.cancelled.is_set():
                     break
                 put(chunk)
+        except ValueError as e:  # raised lazily, on the first iteration
+            put(self.backend._translate(e))
         except BaseException as e:  # handed to the consumer, never lost
             put(e)
         finally:

@@ -33,6 +33,7 @@ class RequestLog:
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="request-log")
         self._task: asyncio.Task[None] | None = None
         self.written = 0
+        self._in_flight = 0  # rows taken off the queue, not yet committed
         self.dropped = 0
         self.write_errors = 0
 
@@ -50,7 +51,8 @@ class RequestLog:
 
     @property
     def depth(self) -> int:
-        return self._queue.qsize()
+        """Rows accepted but not yet committed to the database."""
+        return self._queue.qsize() + self._in_flight
 
     def stats(self) -> dict[str, int]:
         return {"written": self.written, "queued": self.depth, "dropped": self.dropped,
@@ -72,6 +74,7 @@ class RequestLog:
             try:
                 await loop.run_in_executor(self._executor, self._write, rows)
                 self.written += len(rows)
+                self._in_flight -= len(rows)
                 return
             except Exception:  # the DB may be briefly locked or away: keep the batch
                 self.write_errors += 1
@@ -88,6 +91,7 @@ class RequestLog:
                     batch.append(self._queue.get_nowait())
                 except asyncio.QueueEmpty:
                     break
+            self._in_flight += len(batch)
             try:
                 await self._write_with_retry(batch)
             finally:
