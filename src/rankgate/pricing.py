@@ -58,8 +58,15 @@ class Pricer:
         return False
 
     def cost(self, input_tokens: int | None, output_tokens: int | None,
-             compute_s: float | None) -> Cost:
+             compute_s: float | None, estimated_tokens: bool = False) -> Cost:
         """Cost of one request given its token usage and backend compute seconds."""
+        c = self._cost(input_tokens, output_tokens, compute_s)
+        if estimated_tokens and c.usd is not None and self.basis != "local-compute":
+            return Cost(c.usd, c.basis + " (tokens estimated)")
+        return c
+
+    def _cost(self, input_tokens: int | None, output_tokens: int | None,
+              compute_s: float | None) -> Cost:
         if self.basis == "local-compute":
             if compute_s is None:
                 return Cost(None, "unknown: compute time not measured")

@@ -21,6 +21,7 @@ Kind = Literal["chat", "text"]  # /v1/chat/completions or /v1/completions
 class Usage:
     input_tokens: int | None = None
     output_tokens: int | None = None
+    estimated: bool = False  # counted by rankgate because the backend did not say
 
 
 @dataclass

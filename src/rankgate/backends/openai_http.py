@@ -118,7 +118,14 @@ class OpenAIHTTPBackend:
             await resp.aread()
             await resp.aclose()
             self._raise_for(resp)
-        return _HTTPStream(self, resp, t0)
+        ctype = resp.headers.get("content-type", "")
+        if not ctype.startswith("text/event-stream"):
+            await resp.aread()
+            await resp.aclose()
+            raise BackendError(f"upstream {self.spec.id} answered a stream request with "
+                               f"{ctype or 'no content-type'}, not an event stream: "
+                               f"{_upstream_message(resp)}")
+        return _HTTPStream(self, resp, t0, _prompt_chars(kind, payload))
 
     async def aclose(self) -> None:  # the shared client is closed by its owner
         return None
@@ -127,11 +134,14 @@ class OpenAIHTTPBackend:
 class _HTTPStream:
     """Server-sent events from the upstream, parsed into chunk dicts."""
 
-    def __init__(self, backend: OpenAIHTTPBackend, resp: httpx.Response, t0: float) -> None:
+    def __init__(self, backend: OpenAIHTTPBackend, resp: httpx.Response, t0: float,
+                 prompt_chars: int) -> None:
         self.backend = backend
         self.resp = resp
         self.stats = StreamStats()
         self._t0 = t0
+        self._prompt_chars = prompt_chars
+        self._content_chunks = 0
 
     async def __aiter__(self) -> AsyncIterator[dict[str, Any]]:
         name = self.backend.spec.id
@@ -154,6 +164,8 @@ class _HTTPStream:
                                        f"{_upstream_message_from(chunk)}")
                 if chunk.get("usage"):
                     self.stats.usage = _usage(chunk)
+                if any(_has_content(c) for c in chunk.get("choices") or ()):
+                    self._content_chunks += 1
                 yield chunk
         except httpx.TimeoutException:
             raise BackendTimeout(f"upstream {name} stalled mid-stream") from None
@@ -164,9 +176,26 @@ class _HTTPStream:
             await self.resp.aclose()
         if not done:
             raise BackendError(f"upstream {name} ended the stream without [DONE] (truncated)")
+        if self.stats.usage.output_tokens is None:
+            # The upstream ignored stream_options.include_usage (llama.cpp's Python server
+            # does): count one token per content chunk and ~4 characters per prompt token,
+            # and say the figures are estimates.
+            self.stats.usage = Usage(-(-self._prompt_chars // 4), self._content_chunks,
+                                     estimated=True)
 
     async def aclose(self) -> None:
         await self.resp.aclose()
+
+
+def _has_content(choice: dict[str, Any]) -> bool:
+    delta = choice.get("delta") or {}
+    return bool(delta.get("content") or delta.get("tool_calls") or choice.get("text"))
+
+
+def _prompt_chars(kind: Kind, payload: dict[str, Any]) -> int:
+    if kind == "text":
+        return len(str(payload.get("prompt", "")))
+    return sum(len(str(m.get("content") or "")) for m in payload.get("messages", []))
 
 
 def _upstream_message_from(chunk: dict[str, Any]) -> str:

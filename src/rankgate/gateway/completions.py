@@ -213,27 +213,47 @@ def _elapsed_ms(call: Call) -> float:
 
 async def _start_stream(state: GatewayState, call: Call, spec: ModelSpec, backend: Any,
                         payload: dict[str, Any], body: dict[str, Any]) -> Response:
-    """Open the backend stream first, so failures before the first token are HTTP errors."""
+    """Open the backend stream and wait for its first event before sending headers, so an
+    upstream that fails before producing anything still gets an honest HTTP error status."""
     t = time.perf_counter()
     bstream = await backend.stream(call.kind, payload)
+    events = aiter(bstream)
+    try:
+        first = await anext(events)
+    except StopAsyncIteration:
+        first = None
+    except BaseException:
+        with anyio.CancelScope(shield=True):
+            await bstream.aclose()
+        raise
     pre_backend_ms = (t - call.t0) * 1000.0
     call.status = 200
     include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
     headers = _headers(call, "pending", pre_backend_ms)
     headers["cache-control"] = "no-cache"
     return StreamingResponse(
-        _relay(state, call, spec, bstream, include_usage, t, pre_backend_ms),
+        _relay(state, call, spec, bstream, _prepend(first, events), include_usage, t,
+               pre_backend_ms),
         media_type="text/event-stream", headers=headers,
     )
 
 
+async def _prepend(first: dict[str, Any] | None, rest: AsyncIterator[dict[str, Any]]
+                   ) -> AsyncIterator[dict[str, Any]]:
+    if first is None:
+        return
+    yield first
+    async for item in rest:
+        yield item
+
+
 async def _relay(state: GatewayState, call: Call, spec: ModelSpec, bstream: BackendStream,
-                 include_usage: bool, t_backend: float, pre_backend_ms: float
-                 ) -> AsyncIterator[bytes]:
+                 events: AsyncIterator[dict[str, Any]], include_usage: bool, t_backend: float,
+                 pre_backend_ms: float) -> AsyncIterator[bytes]:
     cid = _ID_PREFIX[call.kind] + call.id
     created = int(call.ts)
     try:
-        async for chunk in bstream:
+        async for chunk in events:
             chunk.pop("usage", None)
             if not chunk.get("choices"):
                 continue  # a usage-only chunk from the upstream: we send our own below
@@ -246,11 +266,12 @@ async def _relay(state: GatewayState, call: Call, spec: ModelSpec, bstream: Back
         call.usage = bstream.stats.usage
         call.cost = state.pricers[spec.id].cost(call.usage.input_tokens,
                                                 call.usage.output_tokens,
-                                                bstream.stats.compute_s)
+                                                bstream.stats.compute_s, call.usage.estimated)
         if include_usage:
             final = {"id": cid, "object": _CHUNK_OBJECT[call.kind], "created": created,
                      "model": spec.id, "choices": [], "usage": _usage_json(call.usage),
                      "rankgate": {"cost_usd": call.cost.usd, "cost_basis": call.cost.basis,
+                                  "usage_estimated": call.usage.estimated,
                                   "request_id": call.id}}
             yield b"data: " + orjson.dumps(final) + b"\n\n"
         yield b"data: [DONE]\n\n"
