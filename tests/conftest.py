@@ -169,3 +169,45 @@ def llama_server(tmp_path_factory: pytest.TempPathFactory, smollm_path: Path
                     tmp_path_factory.mktemp("llama-server"), "llama-server", "/v1/models", port)
     yield server
     server.stop()
+
+
+def _pg_bin(name: str) -> str | None:
+    import glob
+    import shutil
+
+    found = shutil.which(name)
+    if found:
+        return found
+    candidates = sorted(glob.glob(f"/usr/lib/postgresql/*/bin/{name}"))
+    return candidates[-1] if candidates else None
+
+
+@pytest.fixture(scope="session")
+def postgres_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A real PostgreSQL server on 127.0.0.1, in a throwaway cluster (``make test`` installs
+    Debian's postgresql when it is missing)."""
+    initdb, pg_ctl = _pg_bin("initdb"), _pg_bin("pg_ctl")
+    if not initdb or not pg_ctl:
+        pytest.fail("PostgreSQL server binaries not found; run `make test` (it installs them)")
+    import shutil
+    import tempfile
+
+    # outside pytest's 0700 tree: as root, the server runs as the postgres user
+    base = Path(tempfile.mkdtemp(prefix="rankgate-pg-"))
+    data = base / "data"
+    port = free_port()
+    prefix: list[str] = []
+    if os.geteuid() == 0:  # postgres refuses to run as root
+        prefix = ["runuser", "-u", "postgres", "--"]
+        shutil.chown(base, "postgres")
+    subprocess.run([*prefix, initdb, "-D", str(data), "-A", "trust", "-U", "rankgate"],
+                   check=True, capture_output=True)
+    subprocess.run([*prefix, pg_ctl, "-D", str(data), "-l", str(base / "pg.log"), "-w", "-o",
+                    f"-p {port} -c listen_addresses=127.0.0.1 -k {base}", "start"],
+                   check=True, capture_output=True)
+    try:
+        yield f"postgresql://rankgate@127.0.0.1:{port}/postgres"
+    finally:
+        subprocess.run([*prefix, pg_ctl, "-D", str(data), "-m", "immediate", "stop"],
+                       capture_output=True)
+        shutil.rmtree(base, ignore_errors=True)
