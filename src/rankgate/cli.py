@@ -167,5 +167,74 @@ def serve(
                 timeout_graceful_shutdown=30)
 
 
+@app.command("eval")
+def eval_cmd(
+    workload: Annotated[str, typer.Option(help="JSONL file, or built-in: starter, humaneval, "
+                                          "builtin")] = "starter",
+    models: Annotated[str | None, typer.Option(help="comma-separated panel ids (default: "
+                                               "all)")] = None,
+    out: Annotated[Path, typer.Option(help="outcomes JSONL (appended; resumable)")] = Path(
+        "outcomes.jsonl"),
+    panel: PanelOpt = None,
+    limit: Annotated[int | None, typer.Option(min=1, help="first N items")] = None,
+    sample: Annotated[int | None, typer.Option(min=1, help="random N items, stratified by "
+                                               "category")] = None,
+    seed: Annotated[int, typer.Option(help="seed of --sample")] = 0,
+    category: Annotated[list[str] | None, typer.Option(help="only these categories")] = None,
+    max_tokens: Annotated[int | None, typer.Option(min=1)] = None,
+    temperature: Annotated[float, typer.Option(min=0, max=2)] = 0.0,
+    cache: Annotated[bool, typer.Option(help="reuse cached responses")] = True,
+) -> None:
+    """Run panel models over a workload and write one scored outcome per (item, model)."""
+    import time
+
+    from rich.progress import (
+        MofNCompleteColumn,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
+
+    from rankgate.eval import datasets
+    from rankgate.eval.runner import RunConfig, evaluate
+
+    settings = Settings()
+    p = _load(panel)
+    wanted = [m.strip() for m in models.split(",") if m.strip()] if models else p.ids
+    unknown = [m for m in wanted if m not in p]
+    if unknown:
+        raise _fail(f"unknown model(s) {', '.join(unknown)}; panel has: {', '.join(p.ids)}")
+    try:
+        items = datasets.select(datasets.load(workload), limit=limit, sample=sample, seed=seed,
+                                categories=category)
+    except datasets.WorkloadError as e:
+        raise _fail(str(e)) from None
+    if not items:
+        raise _fail("no items selected (check --category)")
+    cfg = RunConfig(temperature=temperature, max_tokens=max_tokens, source=f"eval:{workload}")
+    console.print(f"evaluating {len(items)} item(s) × {len(wanted)} model(s) → {out}",
+                  highlight=False)
+    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                  TextColumn("{task.fields[rate]}"), TimeElapsedColumn(), TimeRemainingColumn(),
+                  console=console) as bar:
+        task = bar.add_task("eval", total=None, rate="")
+        t0 = time.perf_counter()
+
+        def show(pr) -> None:  # noqa: ANN001 - runner.Progress
+            acc = "  ".join(f"{m} {a:.0%}" for m, a in pr.accuracy().items())
+            rate = pr.done / max(time.perf_counter() - t0, 1e-9)
+            bar.update(task, total=pr.total, completed=pr.done,
+                       description=f"eval [{acc}]" + (f" errors {pr.errors}" if pr.errors
+                                                      else ""),
+                       rate=f"{rate:.2f}/s")
+
+        result = evaluate(items, wanted, out, panel=p, settings=settings, cfg=cfg,
+                          use_cache=cache, on_progress=show)
+    skipped = len(items) * len(wanted) - result.total
+    console.print(f"done: {result.done} new outcome(s) ({result.cached} from cache, "
+                  f"{result.errors} error(s)); {skipped} already in {out} were skipped",
+                  highlight=False)
+
+
 if __name__ == "__main__":  # pragma: no cover
     app()

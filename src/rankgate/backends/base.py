@@ -31,6 +31,7 @@ class Result:
     body: dict[str, Any]  # OpenAI response object as the backend produced it
     usage: Usage
     compute_s: float  # seconds the backend spent on it (local models: inside the model lock)
+    ttft_s: float | None = None  # compute start → first token, where the backend knows it
 
 
 @dataclass

@@ -68,8 +68,11 @@ class _Tap:
     tokens: list[int] = field(default_factory=list)
     logprobs: list[tuple[float, list[tuple[int, float]]]] = field(default_factory=list)
     cancelled: threading.Event = field(default_factory=threading.Event)
+    first_token_at: float | None = None  # perf_counter when the first token was sampled
 
     def on_token(self, token: int, logits: np.ndarray | None) -> None:
+        if self.first_token_at is None:
+            self.first_token_at = time.perf_counter()
         self.tokens.append(token)
         if logits is None:
             return
@@ -244,6 +247,7 @@ class LlamaCppBackend:
             body=body,
             usage=Usage(usage.get("prompt_tokens"), usage.get("completion_tokens")),
             compute_s=compute_s,
+            ttft_s=tap.first_token_at - t0 if tap.first_token_at is not None else None,
         )
 
     @staticmethod

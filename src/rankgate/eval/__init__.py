@@ -1,0 +1,1 @@
+"""Evaluation: workloads (``datasets``), scorers (``scorers/``) and the runner (``runner``)."""

@@ -1,0 +1,51 @@
+"""The scorer contract: a response and its item in, a score in [0, 1] with a reason out.
+
+A scorer is a small class with a ``name``, a ``check`` that validates an item's gold target up
+front (so a workload with a broken target fails at load time, with the line number, not after
+an hour of generation), and a ``score`` that is pure and deterministic given its inputs (the
+code scorer runs a sandboxed subprocess; the judge calls a model). Adding a scorer is adding
+one file and one line in ``scorers/__init__.py``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+
+@dataclass(frozen=True)
+class Item:
+    """One workload item, as the runner and scorers see it."""
+
+    id: str
+    messages: list[dict[str, Any]]  # what the model is sent (choices already rendered in)
+    scorer: str
+    target: Any = None
+    choices: list[str] | None = None
+    category: str | None = None
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def prompt_text(self) -> str:
+        """The messages as plain text (what routers see)."""
+        return "\n\n".join(str(m.get("content") or "") for m in self.messages)
+
+
+@dataclass(frozen=True)
+class Score:
+    value: float  # in [0, 1]
+    explanation: str  # one line: what was extracted and compared, or why it failed
+    extracted: str | None = None  # the answer the scorer found in the response, if any
+
+
+class Scorer(Protocol):
+    name: str
+
+    def check(self, item: Item) -> None:
+        """Raise ``ValueError`` with a one-line reason if ``item``'s target/choices/metadata
+        are not usable by this scorer."""
+        ...
+
+    def score(self, response: str, item: Item) -> Score:
+        """Score one response. Never raises on odd responses: an unusable answer scores 0."""
+        ...

@@ -1,0 +1,1 @@
+"""Ranking: leaderboards with intervals, paired tests, Bradley–Terry, Pareto, calibration."""
