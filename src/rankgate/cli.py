@@ -184,6 +184,8 @@ def eval_cmd(
     max_tokens: Annotated[int | None, typer.Option(min=1)] = None,
     temperature: Annotated[float, typer.Option(min=0, max=2)] = 0.0,
     cache: Annotated[bool, typer.Option(help="reuse cached responses")] = True,
+    judge: Annotated[str | None, typer.Option(help="panel model that grades 'judge' items")
+                     ] = None,
 ) -> None:
     """Run panel models over a workload and write one scored outcome per (item, model)."""
     import time
@@ -201,7 +203,7 @@ def eval_cmd(
     settings = Settings()
     p = _load(panel)
     wanted = [m.strip() for m in models.split(",") if m.strip()] if models else p.ids
-    unknown = [m for m in wanted if m not in p]
+    unknown = [m for m in [*wanted, *([judge] if judge else [])] if m not in p]
     if unknown:
         raise _fail(f"unknown model(s) {', '.join(unknown)}; panel has: {', '.join(p.ids)}")
     try:
@@ -229,11 +231,105 @@ def eval_cmd(
                        rate=f"{rate:.2f}/s")
 
         result = evaluate(items, wanted, out, panel=p, settings=settings, cfg=cfg,
-                          use_cache=cache, on_progress=show)
+                          use_cache=cache, judge=judge, on_progress=show)
     skipped = len(items) * len(wanted) - result.total
     console.print(f"done: {result.done} new outcome(s) ({result.cached} from cache, "
                   f"{result.errors} error(s)); {skipped} already in {out} were skipped",
                   highlight=False)
+
+
+def _read_votes(path: Path):  # noqa: ANN202 - list[Vote]
+    """Pairwise votes: JSONL of {"a", "b", "outcome"} (1 a wins, 0 b wins, 0.5 tie) or
+    {"model_a", "model_b", "winner": "a"|"b"|"tie"}."""
+    import orjson
+
+    from rankgate.rank.bradley_terry import Vote
+
+    votes = []
+    for n, line in enumerate(path.read_bytes().splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            d = orjson.loads(line)
+            if "winner" in d:
+                votes.append(Vote(d["model_a"], d["model_b"],
+                                  {"a": 1.0, "b": 0.0, "tie": 0.5}[d["winner"]]))
+            else:
+                votes.append(Vote(d["a"], d["b"], float(d["outcome"])))
+        except (orjson.JSONDecodeError, KeyError, TypeError, ValueError) as e:
+            raise _fail(f"{path}:{n}: not a vote ({type(e).__name__}: {e})") from None
+    return votes
+
+
+@app.command()
+def rank(
+    outcomes: Annotated[list[Path], typer.Option("--outcomes", help="outcomes JSONL (.gz ok); "
+                                                 "repeatable")],
+    json_out: Annotated[bool, typer.Option("--json", help="print the ranking as JSON")] = False,
+    html_out: Annotated[Path | None, typer.Option("--html", help="write an HTML report")] = None,
+    png: Annotated[Path | None, typer.Option("--png", help="write the plots as PNGs here")
+                   ] = None,
+    votes: Annotated[Path | None, typer.Option(help="pairwise votes JSONL for Bradley–Terry")
+                     ] = None,
+    margin: Annotated[float, typer.Option(min=0, max=1, help="non-inferiority margin")] = 0.02,
+) -> None:
+    """Leaderboard with 95% intervals, paired tests, Pareto frontier and a recommendation."""
+    import orjson
+
+    from rankgate.outcomes import OutcomeError, read_jsonl
+    from rankgate.rank.leaderboard import leaderboard
+    from rankgate.rank.report import write_html, write_pngs
+
+    rows = []
+    for f in outcomes:
+        if not f.is_file():
+            raise _fail(f"{f}: no such file")
+        try:
+            rows.extend(read_jsonl(f))
+        except OutcomeError as e:
+            raise _fail(str(e)) from None
+    if not rows:
+        raise _fail("the outcomes file(s) hold no outcomes")
+    board = leaderboard(rows, _read_votes(votes) if votes else None, margin)
+    if html_out:
+        write_html(board, html_out)
+    if png:
+        write_pngs(board, png)
+    if json_out:
+        sys.stdout.write(orjson.dumps(board, option=orjson.OPT_INDENT_2
+                                      | orjson.OPT_SERIALIZE_NUMPY).decode() + "\n")
+        return
+    t = Table(title=f"leaderboard — {board['n_items']} items")
+    for col in ("model", "n", "accuracy", "95% CI", "$/1k req", "p50 s", "p95 s", "tok/s",
+                "ECE", "Pareto"):
+        t.add_column(col)
+    for m in board["models"]:
+        fmt = lambda v, f="{:.3g}": "—" if v is None else f.format(v)  # noqa: E731
+        t.add_row(m["model"], str(m["n"]), fmt(m["accuracy"], "{:.1%}"),
+                  f"{fmt(m['ci_low'], '{:.1%}')}–{fmt(m['ci_high'], '{:.1%}')}",
+                  fmt(m["cost_usd_per_1k"]), fmt(m["latency_p50_s"]), fmt(m["latency_p95_s"]),
+                  fmt(m["tokens_per_s"]), fmt(m["ece"]),
+                  "★" if m["model"] in board["pareto"] else "")
+    console.print(t)
+    cats = sorted({c for m in board["models"] for c in m["categories"]})
+    if len(cats) > 1:
+        ct = Table(title="accuracy per category (95% CI)")
+        ct.add_column("category")
+        for m in board["models"]:
+            ct.add_column(m["model"])
+        for c in cats:
+            cells = []
+            for m in board["models"]:
+                v = m["categories"].get(c)
+                cells.append("—" if not v else f"{v['accuracy']:.0%} "
+                             f"({v['ci_low']:.0%}–{v['ci_high']:.0%}) n={v['n']}")
+            ct.add_row(c, *cells)
+        console.print(ct)
+    for m in board["models"]:
+        for w in m["warnings"]:
+            console.print(f"[yellow]warning[/] {m['model']}: {w}", highlight=False)
+    rec = board["recommendation"]
+    console.print(f"[bold]recommendation:[/] {rec['model']} — {rec['reason']}", highlight=False)
 
 
 if __name__ == "__main__":  # pragma: no cover

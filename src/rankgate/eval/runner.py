@@ -152,8 +152,10 @@ async def _call(backend: Backend, payload: dict[str, Any], retries: int) -> tupl
 
 class Runner:
     def __init__(self, backends: dict[str, Backend], pricers: dict[str, Pricer],
-                 cache: ResponseCache | None, cfg: RunConfig) -> None:
+                 cache: ResponseCache | None, cfg: RunConfig, judge: Backend | None = None
+                 ) -> None:
         self.backends = backends
+        self.judge = judge
         self.pricers = pricers
         self.cache = cache
         self.cfg = cfg
@@ -197,8 +199,16 @@ class Runner:
             return Outcome(**base, score=None, error=f"{type(e).__name__}: {e}"), False
         loop = asyncio.get_running_loop()
         try:
-            sc: Score = await loop.run_in_executor(
-                self._score_pool, scorers.get(item.scorer).score, rec["response"], item)
+            if item.scorer == "judge":
+                if self.judge is None:
+                    raise ValueError("judge items need a judge model (--judge MODEL)")
+                from rankgate.eval.scorers.judge import JudgeScorer, grade
+
+                sc: Score = await grade(self.judge, item.prompt_text, rec["response"],
+                                        **JudgeScorer.args(item))
+            else:
+                sc = await loop.run_in_executor(
+                    self._score_pool, scorers.get(item.scorer).score, rec["response"], item)
         except Exception as e:
             return Outcome(**base, score=None, response=rec["response"],
                            error=f"scorer {item.scorer} failed: {type(e).__name__}: {e}"), cached
@@ -245,7 +255,7 @@ class Runner:
 
 
 def evaluate(items: list[Item], models: list[str], out: Path, *, panel: Any, settings: Any,
-             cfg: RunConfig | None = None, use_cache: bool = True,
+             cfg: RunConfig | None = None, use_cache: bool = True, judge: str | None = None,
              on_progress: Callable[[Progress], None] | None = None) -> Progress:
     """Build the backends for ``models`` from ``panel`` and run them over ``items``."""
     import httpx
@@ -258,11 +268,15 @@ def evaluate(items: list[Item], models: list[str], out: Path, *, panel: Any, set
         client = httpx.AsyncClient(timeout=settings.upstream_timeout_s)
         budget = ThreadBudget(settings.threads)
         backends = {m: build_backend(panel.get(m), settings, client, budget) for m in models}
+        judge_backend = None
+        if judge is not None:
+            judge_backend = backends.get(judge) or build_backend(panel.get(judge), settings,
+                                                                 client, budget)
         pricers = {m: Pricer(panel.get(m), settings.machine_usd_per_hour) for m in models}
         cache = ResponseCache(settings.home / "cache" / "responses.sqlite") if use_cache else None
         try:
-            return await Runner(backends, pricers, cache, cfg).run(items, models, out,
-                                                                   on_progress)
+            return await Runner(backends, pricers, cache, cfg, judge_backend).run(
+                items, models, out, on_progress)
         finally:
             for b in backends.values():
                 await b.aclose()
