@@ -238,6 +238,46 @@ def eval_cmd(
                   highlight=False)
 
 
+@app.command()
+def judge(
+    outcomes: Annotated[Path, typer.Option(help="outcomes JSONL with responses")],
+    judge_model: Annotated[str, typer.Option("--judge", help="panel model that judges")],
+    out: Annotated[Path, typer.Option(help="votes JSONL (appended; resumable)")] = Path(
+        "votes.jsonl"),
+    models: Annotated[str | None, typer.Option(help="comma-separated models to compare "
+                                               "(default: all in the outcomes)")] = None,
+    panel: PanelOpt = None,
+    limit: Annotated[int | None, typer.Option(min=1, help="at most N comparisons")] = None,
+) -> None:
+    """Pairwise-judge responses (both orders; disagreement = tie) into votes for `rank`."""
+    import asyncio
+
+    import httpx
+
+    from rankgate.backends import ThreadBudget, build_backend
+    from rankgate.eval.pairwise import judge_pairs
+    from rankgate.outcomes import OutcomeError, models_of, read_jsonl
+
+    settings = Settings()
+    p = _load(panel)
+    if judge_model not in p:
+        raise _fail(f"unknown judge {judge_model!r}; panel has: {', '.join(p.ids)}")
+    try:
+        rows = read_jsonl(outcomes)
+    except (OutcomeError, OSError) as e:
+        raise _fail(str(e)) from None
+    wanted = models.split(",") if models else models_of(rows)
+    client = httpx.AsyncClient(timeout=settings.upstream_timeout_s)
+    budget = ThreadBudget(settings.threads)
+    backend = build_backend(p.get(judge_model), settings, client, budget)
+    try:
+        n = judge_pairs(rows, wanted, backend, out, limit)
+    finally:
+        asyncio.run(client.aclose())
+        budget.shutdown()
+    console.print(f"{n} new vote(s) by {judge_model} → {out}", highlight=False)
+
+
 def _read_votes(path: Path):  # noqa: ANN202 - list[Vote]
     """Pairwise votes: JSONL of {"a", "b", "outcome"} (1 a wins, 0 b wins, 0.5 tie) or
     {"model_a", "model_b", "winner": "a"|"b"|"tie"}."""

@@ -1,0 +1,171 @@
+"""The routing contract: every router predicts a quality per panel model, one shared policy
+turns predictions + costs + the user's knob into a choice.
+
+So cost-awareness, cost/quality curves, explanations and replay are written once, here, and
+every router (kNN, matrix factorisation, classifier, ensemble, bandit) gets them for free —
+RouteLLM's lesson, generalised from "strong vs weak" to a whole panel.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import numpy as np
+
+from rankgate.outcomes import Outcome, models_of
+
+
+@dataclass
+class OutcomeMatrix:
+    """Outcomes pivoted to items × models, the shape routers learn from.
+
+    ``scores[i, j]`` is model j's score on item i (NaN if missing); ``costs[i, j]`` its cost in
+    $ (NaN if unknown). ``prompts[i]`` is the text the router sees.
+    """
+
+    item_ids: list[str]
+    prompts: list[str]
+    models: list[str]
+    scores: np.ndarray  # float [n_items, n_models], NaN = missing
+    costs: np.ndarray  # float [n_items, n_models], NaN = unknown
+    categories: list[str | None] = field(default_factory=list)
+
+    @classmethod
+    def from_outcomes(cls, outcomes: Sequence[Outcome], models: list[str] | None = None
+                      ) -> OutcomeMatrix:
+        models = models or models_of(outcomes)
+        col = {m: j for j, m in enumerate(models)}
+        row: dict[str, int] = {}
+        prompts: list[str] = []
+        cats: list[str | None] = []
+        for o in outcomes:
+            if o.model in col and o.prompt_id not in row:
+                row[o.prompt_id] = len(prompts)
+                prompts.append(o.prompt)
+                cats.append(o.category)
+        scores = np.full((len(row), len(models)), np.nan)
+        costs = np.full((len(row), len(models)), np.nan)
+        for o in outcomes:
+            if o.model not in col or o.score is None:
+                continue
+            i, j = row[o.prompt_id], col[o.model]
+            scores[i, j] = o.score
+            if o.cost_usd is not None:
+                costs[i, j] = o.cost_usd
+        return cls(list(row), prompts, models, scores, costs, cats)
+
+    def subset(self, idx: Sequence[int] | np.ndarray) -> OutcomeMatrix:
+        idx = list(np.asarray(idx, dtype=int))
+        return OutcomeMatrix([self.item_ids[i] for i in idx], [self.prompts[i] for i in idx],
+                             list(self.models), self.scores[idx], self.costs[idx],
+                             [self.categories[i] for i in idx] if self.categories else [])
+
+    def complete(self) -> OutcomeMatrix:
+        """Only the items every model answered (replay needs the full row)."""
+        keep = np.where(~np.isnan(self.scores).any(axis=1))[0]
+        return self.subset(keep)
+
+    def mean_costs(self) -> np.ndarray:
+        """Mean $ per request per model (NaN where no cost is known)."""
+        with np.errstate(all="ignore"):
+            return np.nanmean(self.costs, axis=0) if len(self.costs) else np.full(
+                len(self.models), np.nan)
+
+
+class Router(Protocol):
+    """Learns from outcomes; predicts each panel model's quality on new prompts."""
+
+    name: str
+    models: list[str]
+
+    def fit(self, data: OutcomeMatrix) -> None: ...
+
+    def predict(self, prompts: list[str]) -> np.ndarray:
+        """Predicted quality in [0, 1], shape [len(prompts), len(self.models)]."""
+        ...
+
+    def state(self) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+        """(JSON-able parameters, named NumPy arrays) — everything needed to rebuild it."""
+        ...
+
+
+@dataclass(frozen=True)
+class Knob:
+    """The user's cost/quality preference; exactly one field set (or none: best quality).
+
+    * ``lam`` — willingness to pay: maximise quality − λ·cost ($ per unit of quality);
+    * ``min_quality`` — the cheapest model predicted to reach this quality (best if none does);
+    * ``max_cost`` — the best predicted quality among models whose estimated cost fits.
+    """
+
+    lam: float | None = None
+    min_quality: float | None = None
+    max_cost: float | None = None
+
+    def __post_init__(self) -> None:
+        if sum(v is not None for v in (self.lam, self.min_quality, self.max_cost)) > 1:
+            raise ValueError("give at most one of lambda, min_quality, max_cost")
+        for name in ("lam", "min_quality", "max_cost"):
+            v = getattr(self, name)
+            if v is not None and (not np.isfinite(v) or v < 0):
+                raise ValueError(f"{name} must be a finite number >= 0")
+        if self.min_quality is not None and self.min_quality > 1:
+            raise ValueError("min_quality is a quality in [0, 1]")
+
+
+def choose(pred: np.ndarray, costs: np.ndarray, knob: Knob) -> np.ndarray:
+    """Index of the chosen model for each row of ``pred`` [n, m] given per-model ``costs`` [m]
+    (or per-row [n, m]). Unknown costs (NaN) count as the most expensive known cost."""
+    pred = np.atleast_2d(np.asarray(pred, float))
+    c = np.asarray(costs, float)
+    c = np.broadcast_to(c, pred.shape).copy()
+    if np.isnan(c).any():
+        fill = np.nanmax(c) if not np.isnan(c).all() else 0.0
+        c[np.isnan(c)] = fill
+    n = pred.shape[0]
+    if knob.min_quality is not None:
+        ok = pred >= knob.min_quality
+        masked = np.where(ok, c, np.inf)
+        cheapest = np.argmin(masked + 1e-12 * -pred, axis=1)
+        best = np.argmax(pred, axis=1)
+        return np.where(ok.any(axis=1), cheapest, best)
+    if knob.max_cost is not None:
+        ok = c <= knob.max_cost
+        masked = np.where(ok, pred, -np.inf)
+        chosen = np.argmax(masked - 1e-12 * c, axis=1)
+        cheapest = np.argmin(c, axis=1)  # nothing fits: the cheapest one
+        return np.where(ok.any(axis=1), chosen, cheapest)
+    lam = knob.lam or 0.0
+    utility = pred - lam * c - 1e-12 * c  # ties go to the cheaper model
+    return np.argmax(utility, axis=1).reshape(n)
+
+
+@dataclass(frozen=True)
+class Decision:
+    """One routing decision, with what is needed to explain it."""
+
+    model: str
+    router: str
+    predicted_quality: dict[str, float]
+    estimated_cost: dict[str, float | None]
+
+    def candidates_header(self) -> str:
+        """Compact ``model=quality/cost`` list for the x-rankgate-candidates header."""
+        parts = []
+        for m, q in self.predicted_quality.items():
+            c = self.estimated_cost.get(m)
+            parts.append(f"{m}={q:.3f}/{'?' if c is None else f'{c:.2e}'}")
+        return ",".join(parts)
+
+
+def decide(router: Router, prompt: str, costs: np.ndarray, knob: Knob) -> Decision:
+    pred = router.predict([prompt])[0]
+    j = int(choose(pred[None, :], costs, knob)[0])
+    return Decision(
+        model=router.models[j], router=router.name,
+        predicted_quality={m: float(q) for m, q in zip(router.models, pred, strict=True)},
+        estimated_cost={m: (None if np.isnan(c) else float(c))
+                        for m, c in zip(router.models, np.asarray(costs, float), strict=True)},
+    )
