@@ -7,18 +7,25 @@ What it measures
     whatever the gateway adds (parsing, validation, the second HTTP hop, pricing, the request
     log) is not hidden behind model time. The headline figures are the *added* latency
     ``gateway - direct`` at p50 and p99 (a difference of percentiles, not a percentile of
-    differences) and the throughput ratio ``gateway_rps / direct_rps``.
+    differences) and the throughput ratio ``gateway_rps / direct_rps``. Because the load is
+    closed-loop at a fixed concurrency, a gateway that saturates the CPU shows up as queueing:
+    the added p50 is then mostly waiting, not work. So the CPU time that the client, the
+    upstream and the gateway processes each used per measured request is reported too (from
+    ``/proc``, Linux only), as is the gateway's own ``x-rankgate-overhead-ms`` header; the
+    added CPU ms per request is the figure least disturbed by other load on the machine.
 
 Why this way
     Both targets run on the same machine, in the same run, driven by the same client (one
     pooled ``httpx.AsyncClient`` with keep-alive, at a fixed concurrency) with identical
     request bodies. Non-streaming rounds are interleaved (direct, gateway, direct, gateway) so
     that drift (thermal, noisy neighbours, a cache warming up) falls on both sides equally;
-    the figures pool both rounds, and the per-round numbers are kept in the JSON. Each
-    measured round is preceded by ~100 unmeasured warm-up requests to the same target in the
-    same mode, so no measured request pays for a cold connection or a cold code path. Client,
-    upstream and gateway share the CPU: on a small machine the absolute requests/s partly
-    measure the client too, so compare the two sides, not the absolute numbers, across hosts.
+    the figures pool both rounds, and the per-round numbers are kept in the JSON (streaming
+    rounds: one pair by default, ``--stream-rounds`` for more). Each measured round is
+    preceded by a pause that lets the client's idle connections to the other target expire,
+    then ~100 unmeasured warm-up requests to the same target in the same mode, so no measured
+    request pays for a cold connection or a cold code path. Client, upstream and gateway
+    share the CPU: on a small machine the absolute requests/s partly measure the client too,
+    so compare the two sides, not the absolute numbers, across hosts.
 
     Every non-200 response, exception, unparsable body or stream that does not end in
     ``[DONE]`` is counted as an error (warm-up errors included, reported separately); errors
@@ -29,7 +36,8 @@ Why this way
 
 Run (from the repository root)::
 
-    .venv/bin/python bench/overhead.py [--quick] [--json] [--concurrency 32] [--requests 3000]
+    .venv/bin/python bench/overhead.py [--quick] [--json]
+    # options: --concurrency 32  --requests 3000  --stream-rounds 1
 
 ``--quick`` sends 1000 measured requests per round instead of 3000 (under ~2 minutes on two
 cores). ``--json`` prints one JSON object on stdout (the table then goes to stderr). The exit
@@ -61,6 +69,7 @@ from rich.table import Table
 WARMUP = 100
 READY_TIMEOUT_S = 30.0
 DRAIN_TIMEOUT_S = 10.0
+KEEPALIVE_S = 1.0  # client keep-alive expiry; rounds start after a longer pause
 BODY: dict[str, Any] = {"model": "fast", "messages": [{"role": "user", "content": "hello"}],
                         "max_tokens": 16}
 STREAM_BODY: dict[str, Any] = {**BODY, "stream": True}
@@ -80,6 +89,7 @@ class Round:
     overheads_ms: list[float] = field(default_factory=list)  # gateway's x-rankgate-overhead-ms
     errors: int = 0
     error_samples: dict[str, int] = field(default_factory=dict)
+    cpu_s: dict[str, float] = field(default_factory=dict)  # process -> CPU seconds used
 
     def error(self, what: str) -> None:
         self.errors += 1
@@ -88,6 +98,17 @@ class Round:
     @property
     def rps(self) -> float:
         return self.requests / self.elapsed_s if self.elapsed_s else 0.0
+
+
+def cpu_seconds(pid: int | None) -> float | None:
+    """CPU time (user + system) of a process: ours if pid is None, else from /proc (Linux)."""
+    if pid is None:
+        return time.process_time()
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, IndexError, ValueError):
+        return None
 
 
 def percentile(values: list[float], q: float) -> float | None:
@@ -159,8 +180,9 @@ async def _one_stream(client: httpx.AsyncClient, url: str, content: bytes, r: Ro
 
 
 async def run_round(client: httpx.AsyncClient, base: str, target: str, mode: str, n: int,
-                    concurrency: int) -> Round:
-    """Send ``n`` requests with exactly ``concurrency`` in flight (until the tail)."""
+                    concurrency: int, pids: dict[str, int | None] | None = None) -> Round:
+    """Send ``n`` requests with exactly ``concurrency`` in flight (until the tail), and
+    account the CPU time each process in ``pids`` used meanwhile."""
     r = Round(target, mode, n)
     url = f"{base}/v1/chat/completions"
     stream = mode == "stream"
@@ -174,9 +196,15 @@ async def run_round(client: httpx.AsyncClient, base: str, target: str, mode: str
             remaining -= 1
             await one(client, url, content, r)
 
+    pids = pids or {}
+    cpu0 = {name: cpu_seconds(pid) for name, pid in pids.items()}
     t0 = time.perf_counter()
     await asyncio.gather(*(worker() for _ in range(min(concurrency, n))))
     r.elapsed_s = time.perf_counter() - t0
+    for name, pid in pids.items():
+        before, after = cpu0[name], cpu_seconds(pid)
+        if before is not None and after is not None:
+            r.cpu_s[name] = after - before
     return r
 
 
@@ -246,11 +274,15 @@ async def bench(args: argparse.Namespace, log: Console) -> dict[str, Any]:
     env["NO_PROXY"] = env["no_proxy"] = "127.0.0.1,localhost"
     py = sys.executable
     procs: list[subprocess.Popen[bytes]] = []
-    # one connection set per target (each is driven at `concurrency`), so switching targets
-    # between rounds never evicts the other target's warm keep-alive connections
+    # Room for one connection set per target (each is driven at `concurrency`). Idle
+    # connections expire after KEEPALIVE_S and every round starts with a pause longer than
+    # that: httpcore polls each idle pooled connection on every request, so the previous
+    # target's idle connections would otherwise cost the client ~1-2 ms of CPU per request
+    # (measured: direct dropped from ~600 to ~300 req/s after a gateway round). Expiring well
+    # before uvicorn's 5 s keep-alive timeout also avoids reusing a connection it is closing.
     limits = httpx.Limits(max_connections=2 * args.concurrency,
                           max_keepalive_connections=2 * args.concurrency,
-                          keepalive_expiry=60.0)
+                          keepalive_expiry=KEEPALIVE_S)
     try:
         procs.append(start([py, "-m", "rankgate.testing.fault_upstream", "--port", str(up_port)],
                            env, tmp / "upstream.log"))
@@ -263,22 +295,27 @@ async def bench(args: argparse.Namespace, log: Console) -> dict[str, Any]:
             log.print(f"upstream {upstream}  gateway {gateway}  RANKGATE_HOME {tmp / 'home'}")
 
             bases = {"direct": upstream, "gateway": gateway}
-            plan = [("direct", "non-stream"), ("gateway", "non-stream"),
-                    ("direct", "non-stream"), ("gateway", "non-stream"),
-                    ("direct", "stream"), ("gateway", "stream")]
+            pids: dict[str, int | None] = {"client": None, "upstream": procs[0].pid,
+                                           "gateway": procs[1].pid}
+            plan = [*[(t, "non-stream") for _ in range(2) for t in ("direct", "gateway")],
+                    *[(t, "stream") for _ in range(args.stream_rounds)
+                      for t in ("direct", "gateway")]]
             rounds: list[Round] = []
             warmups: list[Round] = []
             t_start = time.perf_counter()
             for target, mode in plan:
+                await asyncio.sleep(KEEPALIVE_S + 0.5)  # let the other target's pool expire
                 w = await run_round(client, bases[target], target, mode, WARMUP,
                                     args.concurrency)
                 warmups.append(w)
                 r = await run_round(client, bases[target], target, mode, args.requests,
-                                    args.concurrency)
+                                    args.concurrency, pids)
                 rounds.append(r)
+                cpu = " ".join(f"{k} {v * 1000 / r.requests:.2f}" for k, v in r.cpu_s.items())
                 log.print(f"  {target:7} {mode:10} {r.requests} req in {r.elapsed_s:6.2f} s "
-                          f"= {r.rps:7.0f} req/s, p50 {percentile(r.latencies_ms, 50):.2f} ms, "
-                          f"errors {r.errors} (warm-up errors {w.errors})")
+                          f"= {r.rps:5.0f} req/s, p50 {_fmt(percentile(r.latencies_ms, 50))} "
+                          f"ms, errors {r.errors} (warm-up {w.errors}); CPU ms/req: {cpu}",
+                          highlight=False)
             measure_s = time.perf_counter() - t_start
 
             sent_via_gateway = sum(x.requests for x in rounds + warmups if x.target == "gateway")
@@ -312,6 +349,13 @@ def _side(rs: list[Round], ws: list[Round]) -> dict[str, Any]:
     if any(r.mode == "stream" for r in rs):
         out["ttft_p50_ms"] = _r(percentile(ttft, 50))
         out["ttft_p99_ms"] = _r(percentile(ttft, 99))
+    cpu: dict[str, float] = {}
+    for r in rs:
+        for name, v in r.cpu_s.items():
+            cpu[name] = cpu.get(name, 0.0) + v
+    if cpu:
+        out["cpu_ms_per_request"] = {k: round(v * 1000 / n, 3) for k, v in cpu.items()}
+        out["cpu_ms_per_request"]["total"] = round(sum(cpu.values()) * 1000 / n, 3)
     overheads = [v for r in rs for v in r.overheads_ms]
     if overheads:
         out["self_reported_overhead_p50_ms"] = _r(percentile(overheads, 50))
@@ -344,6 +388,9 @@ def report(args: argparse.Namespace, rounds: list[Round], warmups: list[Round],
             "added_latency_p99_ms": _diff(g["latency_p99_ms"], d["latency_p99_ms"]),
             "rps_ratio": round(g["rps"] / d["rps"], 3) if d["rps"] else None,
         }
+        if "cpu_ms_per_request" in g and "cpu_ms_per_request" in d:
+            m["added_cpu_ms_per_request"] = _diff(g["cpu_ms_per_request"]["total"],
+                                                  d["cpu_ms_per_request"]["total"])
         if mode == "stream":
             m["added_ttft_p50_ms"] = _diff(g["ttft_p50_ms"], d["ttft_p50_ms"])
             m["added_ttft_p99_ms"] = _diff(g["ttft_p99_ms"], d["ttft_p99_ms"])
@@ -354,8 +401,8 @@ def report(args: argparse.Namespace, rounds: list[Round], warmups: list[Round],
         "benchmark": "rankgate gateway overhead vs direct upstream",
         "config": {"concurrency": args.concurrency, "requests_per_round": args.requests,
                    "warmup_per_round": WARMUP, "quick": args.quick,
-                   "order": "non-stream: direct, gateway, direct, gateway; "
-                            "stream: direct, gateway",
+                   "order": "non-stream: (direct, gateway) x 2; "
+                            f"stream: (direct, gateway) x {args.stream_rounds}",
                    "upstream": "rankgate.testing.fault_upstream",
                    "client": f"httpx {httpx.__version__}, one AsyncClient",
                    "python": platform.python_version(), "cpus": os.cpu_count(),
@@ -380,20 +427,31 @@ def print_table(res: dict[str, Any], console: Console) -> None:
     t = Table(title=f"rankgate overhead — concurrency {c['concurrency']}, "
                     f"{c['requests_per_round']} req/round, {c['cpus']} CPUs")
     for col in ("mode", "target", "req/s", "p50 ms", "p99 ms", "TTFT p50", "TTFT p99",
-                "errors (warm-up)"):
+                "CPU ms/req cli+up+gw", "errors (warm-up)"):
         t.add_column(col, justify="left" if col in ("mode", "target") else "right")
     for mode, m in res["modes"].items():
         for target in ("direct", "gateway"):
             s = m[target]
+            cpu = s.get("cpu_ms_per_request", {})
+            cpu_s = (f"{cpu['client']:.2f}+{cpu['upstream']:.2f}+{cpu['gateway']:.2f}"
+                     f" = {cpu['total']:.2f}" if len(cpu) == 4 else "—")
             t.add_row(mode, target, _fmt(s["rps"], 0), _fmt(s["latency_p50_ms"]),
                       _fmt(s["latency_p99_ms"]), _fmt(s.get("ttft_p50_ms")),
-                      _fmt(s.get("ttft_p99_ms")), f"{s['errors']} ({s['warmup_errors']})")
-        t.add_row(mode, "[bold]added[/]", f"[bold]×{m['rps_ratio']:.3f}[/]",
+                      _fmt(s.get("ttft_p99_ms")), cpu_s,
+                      f"{s['errors']} ({s['warmup_errors']})")
+        ratio = f"×{m['rps_ratio']:.3f}" if m["rps_ratio"] is not None else "—"
+        t.add_row(mode, "[bold]added[/]", f"[bold]{ratio}[/]",
                   f"[bold]{_fmt(m['added_latency_p50_ms'], signed=True)}[/]",
                   f"[bold]{_fmt(m['added_latency_p99_ms'], signed=True)}[/]",
                   _fmt(m.get("added_ttft_p50_ms"), signed=True),
-                  _fmt(m.get("added_ttft_p99_ms"), signed=True), "", end_section=True)
+                  _fmt(m.get("added_ttft_p99_ms"), signed=True),
+                  _fmt(m.get("added_cpu_ms_per_request"), signed=True), "", end_section=True)
     console.print(t)
+    for mode, m in res["modes"].items():
+        for target in ("direct", "gateway"):
+            for what, count in m[target].get("error_samples", {}).items():
+                console.print(f"[red]error[/] {mode} {target} ×{count}: {what}",
+                              highlight=False, markup=False)
     g = res["modes"]["non-stream"]["gateway"]
     if "self_reported_overhead_p50_ms" in g:
         console.print(f"gateway self-reported overhead (x-rankgate-overhead-ms, non-stream): "
@@ -415,20 +473,24 @@ def main() -> int:
     ap.add_argument("--requests", type=int, default=None,
                     help="measured requests per round (default 3000, 1000 with --quick)")
     ap.add_argument("--quick", action="store_true", help="1000 requests per round")
+    ap.add_argument("--stream-rounds", type=int, default=1,
+                    help="interleaved (direct, gateway) pairs of streaming rounds (default 1)")
     ap.add_argument("--json", action="store_true", help="one JSON object on stdout")
     args = ap.parse_args()
     if args.requests is None:
         args.requests = 1000 if args.quick else 3000
-    if args.concurrency < 1 or args.requests < 1:
-        ap.error("--concurrency and --requests must be >= 1")
-    log = Console(stderr=True)
+    if min(args.concurrency, args.requests, args.stream_rounds) < 1:
+        ap.error("--concurrency, --requests and --stream-rounds must be >= 1")
+    # never truncate figures when the output is a pipe or a file (rich's default is 80 columns)
+    log = Console(stderr=True, width=None if sys.stderr.isatty() else 160)
+    out = log if args.json else Console(width=None if sys.stdout.isatty() else 160)
     try:
         import uvloop
     except ImportError:  # Windows: the plain asyncio loop
         res = asyncio.run(bench(args, log))
     else:
         res = uvloop.run(bench(args, log))
-    print_table(res, log if args.json else Console())
+    print_table(res, out)
     if args.json:
         sys.stdout.write(json.dumps(res, indent=2) + "\n")
     return 0 if res["ok"] else 1

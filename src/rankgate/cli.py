@@ -156,6 +156,8 @@ def serve(
     p = _load(panel)
     _check_bind(host)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    # httpx logs every upstream request at INFO: a log line per request on the hot path
+    logging.getLogger("httpx").setLevel(logging.WARNING)
     application = create_app(settings, p, preload=preload)
     console.print(f"[bold]rankgate[/] serving {len(p)} model(s) from {p.source} on "
                   f"http://{host}:{port}/v1 — request log: {settings.resolved_store_url()}",
