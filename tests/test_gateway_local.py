@@ -152,7 +152,7 @@ def test_burst_of_200_concurrent_requests_logs_exactly_200_rows(gateway):
 
     async def burst() -> list[str]:
         aclient = openai.AsyncOpenAI(base_url=gateway.base_url, api_key="unused",
-                                     max_retries=0, timeout=300,
+                                     max_retries=0, timeout=900,
                                      http_client=httpx.AsyncClient(
                                          limits=httpx.Limits(max_connections=200)))
         async def one(i: int) -> str:

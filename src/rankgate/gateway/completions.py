@@ -23,10 +23,12 @@ from starlette.responses import Response, StreamingResponse
 
 from rankgate.backends.base import BackendError, BackendStream, Kind, Usage
 from rankgate.gateway.errors import APIError, error_body, error_response
+from rankgate.gateway.routing import is_auto, prompt_text, route
 from rankgate.gateway.schemas import ChatCompletionRequest, CompletionRequest
 from rankgate.gateway.state import GatewayState
 from rankgate.panel import ModelSpec
 from rankgate.pricing import Cost
+from rankgate.routing.base import Decision
 
 log = logging.getLogger("rankgate.gateway")
 
@@ -35,7 +37,8 @@ _ENDPOINTS: dict[Kind, str] = {"chat": "/v1/chat/completions", "text": "/v1/comp
 _ID_PREFIX: dict[Kind, str] = {"chat": "chatcmpl-", "text": "cmpl-"}
 _CHUNK_OBJECT: dict[Kind, str] = {"chat": "chat.completion.chunk", "text": "text_completion"}
 # fields the gateway owns; the backend sets its own values for them
-_NOT_FORWARDED = ("model", "stream", "stream_options")
+_NOT_FORWARDED = ("model", "stream", "stream_options", "rankgate")
+PROMPT_LOG_CHARS = 8000
 
 
 @dataclass
@@ -57,6 +60,8 @@ class Call:
     backend_s: float = 0.0
     ttft_s: float | None = None
     overhead_ms: float | None = None
+    decision: Decision | None = None
+    prompt: str | None = None
 
     def fail(self, status: int, type_: str, code: str | None, message: str) -> None:
         self.status, self.error_type, self.error_code, self.error = status, type_, code, message
@@ -74,6 +79,8 @@ class Call:
             "latency_ms": (time.perf_counter() - self.t0) * 1000.0,
             "ttft_ms": self.ttft_s * 1000.0 if self.ttft_s is not None else None,
             "overhead_ms": self.overhead_ms,
+            "router": self.decision.router if self.decision else None,
+            "prompt": self.prompt[:PROMPT_LOG_CHARS] if self.prompt is not None else None,
         }
 
 
@@ -130,7 +137,11 @@ async def _parse(state: GatewayState, request: Request, call: Call
     if call.kind == "text" and isinstance(body["prompt"], list) and len(body["prompt"]) != 1:
         raise APIError(400, "Send one prompt per request (a string or a one-element list).",
                        param="prompt", code="invalid_value")
-    spec = state.panel.get(body["model"])
+    call.prompt = prompt_text(body)
+    if is_auto(body["model"]):
+        call.decision = await route(state.routing, body["model"], body)
+        call.model = call.decision.model
+    spec = state.panel.get(call.model or body["model"])
     if spec is None:
         raise APIError(
             404,
@@ -160,6 +171,11 @@ def _headers(call: Call, cost: str, overhead_ms: float) -> dict[str, str]:
          "x-rankgate-overhead-ms": f"{overhead_ms:.3f}"}
     if call.model:
         h["x-rankgate-model"] = call.model
+    d = call.decision
+    h["x-rankgate-router"] = d.router if d else "none"
+    if d is not None:
+        h["x-rankgate-predicted-quality"] = f"{d.predicted_quality[d.model]:.4f}"
+        h["x-rankgate-candidates"] = d.candidates_header()
     if call.cost is not None and call.cost.usd is None:
         h["x-rankgate-cost-note"] = call.cost.basis
     return h
@@ -187,6 +203,7 @@ async def handle(state: GatewayState, request: Request, kind: Kind) -> Response:
             out["usage"] = usage
         call.status = 200
         call.overhead_ms = (time.perf_counter() - call.t0 - call.backend_s) * 1000.0
+        _remember(state, call)
         return Response(orjson.dumps(out), media_type="application/json",
                         headers=_headers(call, call.cost.header(), call.overhead_ms))
     except APIError as e:
@@ -205,6 +222,14 @@ async def handle(state: GatewayState, request: Request, kind: Kind) -> Response:
     finally:
         if not call.stream or call.status != 200:
             state.request_log.submit(call.row())
+
+
+def _remember(state: GatewayState, call: Call) -> None:
+    """Keep what feedback on this request will need (the log row may not be written yet)."""
+    state.remember(call.id, {"model": call.model, "prompt": call.prompt or "",
+                             "router": call.decision.router if call.decision else None,
+                             "cost_usd": call.cost.usd if call.cost else None,
+                             "latency_s": time.perf_counter() - call.t0})
 
 
 def _elapsed_ms(call: Call) -> float:
@@ -274,6 +299,7 @@ async def _relay(state: GatewayState, call: Call, spec: ModelSpec, bstream: Back
                                   "usage_estimated": call.usage.estimated,
                                   "request_id": call.id}}
             yield b"data: " + orjson.dumps(final) + b"\n\n"
+        _remember(state, call)
         yield b"data: [DONE]\n\n"
     except BackendError as e:
         call.fail(e.status, e.type, e.code, f"mid-stream: {e.message}")

@@ -9,6 +9,7 @@ from starlette.responses import Response
 
 from rankgate.backends.llamacpp import LlamaCppBackend
 from rankgate.gateway.completions import handle
+from rankgate.gateway.feedback import handle_feedback
 from rankgate.gateway.schemas import ChatCompletionRequest, CompletionRequest
 from rankgate.gateway.state import GatewayState
 
@@ -30,15 +31,26 @@ def build_router() -> APIRouter:
     async def completions(request: Request) -> Response:
         return await handle(_state(request), request, "text")
 
+    @router.post("/v1/feedback")
+    async def feedback(request: Request) -> Response:
+        """Record a user's score (0..1) or thumbs up/down for an answered request."""
+        return await handle_feedback(_state(request), request)
+
     @router.get("/v1/models")
     async def list_models(request: Request) -> dict[str, Any]:
         state = _state(request)
-        return {"object": "list", "data": [
+        data = [
             {"id": m.id, "object": "model", "created": int(state.started),
              "owned_by": "rankgate", "backend": m.backend,
              "price_basis": state.pricers[m.id].basis, "tags": list(m.tags)}
             for m in state.panel
-        ]}
+        ]
+        for i, name in enumerate(state.routing.routers):
+            ids = [f"auto:{name}"] + (["auto"] if i == 0 else [])
+            data.extend({"id": rid, "object": "model", "created": int(state.started),
+                         "owned_by": "rankgate", "backend": "router", "router": name}
+                        for rid in ids)
+        return {"object": "list", "data": data}
 
     @router.get("/healthz")
     async def healthz(request: Request) -> dict[str, Any]:

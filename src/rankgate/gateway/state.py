@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import time
+from collections import OrderedDict
 from dataclasses import dataclass, field
+from typing import Any
 
 import httpx
 
 from rankgate.backends import Backend, ThreadBudget
 from rankgate.config import Settings
+from rankgate.gateway.routing import RoutingTable
 from rankgate.panel import Panel
 from rankgate.pricing import Pricer
 from rankgate.store.request_log import RequestLog
@@ -23,4 +26,13 @@ class GatewayState:
     request_log: RequestLog
     client: httpx.AsyncClient
     budget: ThreadBudget
+    routing: RoutingTable = field(default_factory=RoutingTable)
     started: float = field(default_factory=time.time)
+    # request id -> what feedback needs, for requests too recent to be in the database yet
+    recent: OrderedDict[str, dict[str, Any]] = field(default_factory=OrderedDict)
+    recent_max: int = 10_000
+
+    def remember(self, request_id: str, info: dict[str, Any]) -> None:
+        self.recent[request_id] = info
+        if len(self.recent) > self.recent_max:
+            self.recent.popitem(last=False)

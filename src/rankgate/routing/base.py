@@ -115,6 +115,16 @@ class Knob:
             raise ValueError("min_quality is a quality in [0, 1]")
 
 
+def _cheapest_best(values: np.ndarray, costs: np.ndarray) -> np.ndarray:
+    """Per row, the argmax of ``values``; exact (float-noise) ties go to the cheaper model.
+
+    Costs in dollars are ~1e-6, so an additive epsilon tie-break would drown in rounding."""
+    best = values.max(axis=1, keepdims=True)
+    tol = 1e-9 * np.maximum(1.0, np.abs(np.where(np.isfinite(best), best, 0.0)))
+    tied = values >= best - tol
+    return np.argmin(np.where(tied, costs, np.inf), axis=1)
+
+
 def choose(pred: np.ndarray, costs: np.ndarray, knob: Knob) -> np.ndarray:
     """Index of the chosen model for each row of ``pred`` [n, m] given per-model ``costs`` [m]
     (or per-row [n, m]). Unknown costs (NaN) count as the most expensive known cost."""
@@ -124,22 +134,17 @@ def choose(pred: np.ndarray, costs: np.ndarray, knob: Knob) -> np.ndarray:
     if np.isnan(c).any():
         fill = np.nanmax(c) if not np.isnan(c).all() else 0.0
         c[np.isnan(c)] = fill
-    n = pred.shape[0]
     if knob.min_quality is not None:
         ok = pred >= knob.min_quality
-        masked = np.where(ok, c, np.inf)
-        cheapest = np.argmin(masked + 1e-12 * -pred, axis=1)
-        best = np.argmax(pred, axis=1)
-        return np.where(ok.any(axis=1), cheapest, best)
+        cheapest_ok = _cheapest_best(np.where(ok, -c, -np.inf), -pred)
+        best = _cheapest_best(pred, c)
+        return np.where(ok.any(axis=1), cheapest_ok, best)
     if knob.max_cost is not None:
         ok = c <= knob.max_cost
-        masked = np.where(ok, pred, -np.inf)
-        chosen = np.argmax(masked - 1e-12 * c, axis=1)
-        cheapest = np.argmin(c, axis=1)  # nothing fits: the cheapest one
+        chosen = _cheapest_best(np.where(ok, pred, -np.inf), c)
+        cheapest = _cheapest_best(-c, -pred)  # nothing fits: the cheapest one
         return np.where(ok.any(axis=1), chosen, cheapest)
-    lam = knob.lam or 0.0
-    utility = pred - lam * c - 1e-12 * c  # ties go to the cheaper model
-    return np.argmax(utility, axis=1).reshape(n)
+    return _cheapest_best(pred - (knob.lam or 0.0) * c, c)
 
 
 @dataclass(frozen=True)

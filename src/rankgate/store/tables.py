@@ -39,6 +39,25 @@ request_log = Table(
     Column("latency_ms", Float),
     Column("ttft_ms", Float),
     Column("overhead_ms", Float),
+    Column("router", String(64)),  # set when model was "auto"
+    Column("prompt", Text),  # the request as router text (truncated), for feedback outcomes
+)
+
+#: Outcomes that arrive through the gateway (user feedback); same fields as outcomes.jsonl.
+outcomes = Table(
+    "outcomes",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("prompt_id", String(64), nullable=False, index=True),  # the request id
+    Column("prompt", Text, nullable=False),
+    Column("model", String(200), nullable=False),
+    Column("score", Float, nullable=False),
+    Column("cost_usd", Float),
+    Column("latency_s", Float),
+    Column("source", String(32), nullable=False),
+    Column("router", String(64)),
+    Column("comment", Text),
+    Column("ts", Float, nullable=False),
 )
 
 

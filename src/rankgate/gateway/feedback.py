@@ -1,0 +1,106 @@
+"""``POST /v1/feedback``: a user's verdict on an answer becomes an outcome.
+
+``{"request_id", "score": 0..1 | "thumbs": "up"|"down", "comment"?}``. The request is found in
+the gateway's recent-request memory (feedback often arrives before the background writer has
+stored the log row) or else in the request log; an unknown id is a 404. The outcome is stored in
+the ``outcomes`` table (so ranking and routing can read production feedback) and, when a bandit
+routed the request, folded into the bandit at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+
+import orjson
+from sqlalchemy import insert, select
+from starlette.requests import Request
+from starlette.responses import Response
+
+from rankgate.gateway.errors import APIError, error_response
+from rankgate.gateway.state import GatewayState
+from rankgate.store.tables import outcomes, request_log
+
+_THUMBS = {"up": 1.0, "down": 0.0}
+
+
+def _parse(raw: bytes) -> tuple[str, float, str | None]:
+    try:
+        body = orjson.loads(raw)
+    except orjson.JSONDecodeError as e:
+        raise APIError(400, f"The request body is not valid JSON: {e}.",
+                       code="invalid_json") from None
+    if not isinstance(body, dict):
+        raise APIError(400, "The request body must be a JSON object.", code="invalid_json")
+    unknown = set(body) - {"request_id", "score", "thumbs", "comment"}
+    if unknown:
+        raise APIError(400, f"Unknown field(s) {sorted(unknown)}.", param=sorted(unknown)[0],
+                       code="invalid_value")
+    rid = body.get("request_id")
+    if not isinstance(rid, str) or not rid:
+        raise APIError(400, "Missing required parameter: 'request_id'.", param="request_id",
+                       code="missing_required_parameter")
+    has_score, has_thumbs = body.get("score") is not None, body.get("thumbs") is not None
+    if has_score == has_thumbs:
+        raise APIError(400, "Give exactly one of 'score' (0..1) or 'thumbs' ('up'/'down').",
+                       param="score", code="invalid_value")
+    if has_score:
+        s = body["score"]
+        if isinstance(s, bool) or not isinstance(s, int | float) or not 0 <= s <= 1:
+            raise APIError(400, "'score' must be a number in [0, 1].", param="score",
+                           code="invalid_value")
+        score = float(s)
+    else:
+        t = body["thumbs"]
+        if t not in _THUMBS:
+            raise APIError(400, "'thumbs' must be 'up' or 'down'.", param="thumbs",
+                           code="invalid_value")
+        score = _THUMBS[t]
+    comment = body.get("comment")
+    if comment is not None and not isinstance(comment, str):
+        raise APIError(400, "'comment' must be a string.", param="comment", code="invalid_type")
+    return rid, score, comment
+
+
+def _lookup_db(state: GatewayState, rid: str) -> dict[str, Any] | None:
+    with state.request_log.engine.connect() as conn:
+        row = conn.execute(select(request_log).where(request_log.c.id == rid)).mappings().first()
+    if row is None or row["status"] != 200 or row["model"] is None:
+        return None
+    return {"model": row["model"], "prompt": row["prompt"] or "", "router": row["router"],
+            "cost_usd": row["cost_usd"],
+            "latency_s": row["latency_ms"] / 1000 if row["latency_ms"] else None}
+
+
+def _store(state: GatewayState, row: dict[str, Any]) -> None:
+    with state.request_log.engine.begin() as conn:
+        conn.execute(insert(outcomes), [row])
+
+
+async def handle_feedback(state: GatewayState, request: Request) -> Response:
+    try:
+        rid, score, comment = _parse(await request.body())
+        loop = asyncio.get_running_loop()
+        info = state.recent.get(rid) or await loop.run_in_executor(None, _lookup_db, state, rid)
+        if info is None:
+            raise APIError(404, f"No answered request with id '{rid}' (use the x-request-id "
+                           "header of a successful response).", param="request_id",
+                           code="request_not_found")
+        row = {"prompt_id": rid, "prompt": info["prompt"], "model": info["model"],
+               "score": score, "cost_usd": info.get("cost_usd"),
+               "latency_s": info.get("latency_s"), "source": "feedback",
+               "router": info.get("router"), "comment": comment, "ts": time.time()}
+        await loop.run_in_executor(None, _store, state, row)
+        updated = False
+        loaded = state.routing.routers.get(info.get("router") or "")
+        if loaded is not None and hasattr(loaded.router, "update"):
+            await loop.run_in_executor(state.routing.executor, loaded.router.update,
+                                       info["prompt"], info["model"], score)
+            updated = True
+        return Response(orjson.dumps({"object": "feedback", "request_id": rid,
+                                      "model": info["model"], "score": score,
+                                      "router_updated": updated}),
+                        media_type="application/json")
+    except APIError as e:
+        return error_response(e)

@@ -1,0 +1,122 @@
+"""``model: "auto"`` — pick the panel model for one request with a trained router.
+
+The knob comes from ``extra_body={"rankgate": {"max_cost_usd" | "min_quality" | "lambda"}}``
+(or the key's defaults, once keys exist). The decision runs off the event loop (embedding is
+CPU work) on one dedicated thread, and comes back with everything needed to explain it in the
+response headers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from rankgate.gateway.errors import APIError
+from rankgate.routing.base import Decision, Knob, Router, decide
+
+_KNOB_FIELDS = {"max_cost_usd": "max_cost", "min_quality": "min_quality", "lambda": "lam"}
+
+
+@dataclass
+class LoadedRouter:
+    router: Router
+    costs: np.ndarray  # estimated $ per request per model (NaN unknown)
+    meta: dict[str, Any]
+
+
+@dataclass
+class RoutingTable:
+    """The routers a gateway can use; the first is what plain ``auto`` means."""
+
+    routers: dict[str, LoadedRouter] = field(default_factory=dict)
+    executor: ThreadPoolExecutor = field(
+        default_factory=lambda: ThreadPoolExecutor(max_workers=1, thread_name_prefix="route"))
+
+    @property
+    def default(self) -> str | None:
+        return next(iter(self.routers), None)
+
+    def resolve(self, model: str) -> tuple[str, LoadedRouter]:
+        name = model.partition(":")[2] or self.default
+        if name is None:
+            raise APIError(400, "model 'auto' needs a trained router: start the gateway with "
+                           "`rankgate serve --router FILE`.", param="model",
+                           code="no_router")
+        if name not in self.routers:
+            raise APIError(404, f"No router named '{name}'. Loaded routers: "
+                           f"{', '.join(self.routers) or 'none'}.", param="model",
+                           code="router_not_found")
+        return name, self.routers[name]
+
+    def shutdown(self) -> None:
+        self.executor.shutdown(wait=False, cancel_futures=True)
+
+
+def is_auto(model: str) -> bool:
+    return model == "auto" or model.startswith("auto:")
+
+
+def parse_knob(body: dict[str, Any]) -> Knob:
+    raw = body.get("rankgate")
+    if raw is None:
+        return Knob()
+    if not isinstance(raw, dict):
+        raise APIError(400, "'rankgate' must be an object such as {\"max_cost_usd\": 0.001}.",
+                       param="rankgate", code="invalid_type")
+    unknown = set(raw) - set(_KNOB_FIELDS)
+    if unknown:
+        raise APIError(400, f"Unknown rankgate option(s) {sorted(unknown)}; use one of "
+                       f"{sorted(_KNOB_FIELDS)}.", param="rankgate", code="invalid_value")
+    given = {k: v for k, v in raw.items() if v is not None}
+    if len(given) > 1:
+        raise APIError(400, "Give at most one of max_cost_usd, min_quality, lambda.",
+                       param="rankgate", code="invalid_value")
+    for k, v in given.items():
+        if isinstance(v, bool) or not isinstance(v, int | float):
+            raise APIError(400, f"rankgate.{k} must be a number.", param=f"rankgate.{k}",
+                           code="invalid_type")
+    try:
+        return Knob(**{_KNOB_FIELDS[k]: float(v) for k, v in given.items()})
+    except ValueError as e:
+        param = f"rankgate.{next(iter(given))}" if given else "rankgate"
+        raise APIError(400, f"Invalid {param}: {e}.", param=param,
+                       code="invalid_value") from None
+
+
+def prompt_text(body: dict[str, Any]) -> str:
+    """The request as the text routers were trained on (messages joined)."""
+    if "messages" in body:
+        parts = []
+        for m in body["messages"]:
+            c = m.get("content")
+            if isinstance(c, list):
+                c = " ".join(str(p.get("text", "")) for p in c if isinstance(p, dict))
+            parts.append(str(c or ""))
+        return "\n\n".join(parts)
+    p = body.get("prompt", "")
+    return p[0] if isinstance(p, list) and p else str(p)
+
+
+async def route(table: RoutingTable, model: str, body: dict[str, Any]) -> Decision:
+    name, loaded = table.resolve(model)
+    knob = parse_knob(body)
+    text = prompt_text(body)
+    loop = asyncio.get_running_loop()
+    router = loaded.router
+    if hasattr(router, "select"):  # the bandit explores
+        def pick() -> Decision:
+            j, mean = router.select(text, loaded.costs, knob)  # type: ignore[attr-defined]
+            return Decision(router.models[j], name,
+                            {m: float(q) for m, q in zip(router.models, mean, strict=True)},
+                            _cost_map(router.models, loaded.costs))
+        return await loop.run_in_executor(table.executor, pick)
+    d = await loop.run_in_executor(table.executor, decide, router, text, loaded.costs, knob)
+    return Decision(d.model, name, d.predicted_quality, d.estimated_cost)
+
+
+def _cost_map(models: list[str], costs: np.ndarray) -> dict[str, float | None]:
+    return {m: (None if np.isnan(c) else float(c)) for m, c in zip(models, costs, strict=True)}
