@@ -127,12 +127,13 @@ def _cheapest_best(values: np.ndarray, costs: np.ndarray) -> np.ndarray:
 
 def choose(pred: np.ndarray, costs: np.ndarray, knob: Knob) -> np.ndarray:
     """Index of the chosen model for each row of ``pred`` [n, m] given per-model ``costs`` [m]
-    (or per-row [n, m]). Unknown costs (NaN) count as the most expensive known cost."""
+    (or per-row [n, m]). Unknown costs (NaN) count as slightly dearer than the dearest known
+    cost, so a model of unknown price never wins a tie."""
     pred = np.atleast_2d(np.asarray(pred, float))
     c = np.asarray(costs, float)
     c = np.broadcast_to(c, pred.shape).copy()
     if np.isnan(c).any():
-        fill = np.nanmax(c) if not np.isnan(c).all() else 0.0
+        fill = np.nanmax(c) * (1 + 1e-6) + 1e-300 if not np.isnan(c).all() else 0.0
         c[np.isnan(c)] = fill
     if knob.min_quality is not None:
         ok = pred >= knob.min_quality
