@@ -240,6 +240,32 @@ def eval_cmd(
                   highlight=False)
 
 
+@app.command("import")
+def import_cmd(
+    source: Annotated[Path, typer.Argument(help="CSV / JSON file of per-model scores")],
+    out: Annotated[Path, typer.Option(help="outcomes JSONL to write")] = Path("outcomes.jsonl"),
+    fmt: Annotated[str, typer.Option("--format", help="auto, wide-csv, routerbench, llmrouter")
+                   ] = "auto",
+    prices: Annotated[Path | None, typer.Option(help="JSON/YAML prices ($/Mtok) per model")
+                      ] = None,
+    output_tokens: Annotated[int, typer.Option(min=1, help="assumed output tokens per answer "
+                                               "when the file has no token counts")] = 256,
+    chars_per_token: Annotated[float, typer.Option(min=0.5)] = 4.0,
+) -> None:
+    """Turn a score matrix from another tool into outcomes; says what it skipped and why."""
+    from rankgate.importers import ImportFileError, import_file
+    from rankgate.outcomes import write_jsonl
+
+    try:
+        r = import_file(source, fmt=fmt, prices=prices, output_tokens=output_tokens,
+                        chars_per_token=chars_per_token)
+    except ImportFileError as e:
+        raise _fail(str(e)) from None
+    n = write_jsonl(out, r.outcomes)
+    console.print(r.summary(), highlight=False)
+    console.print(f"wrote {n} outcome(s) → {out}", highlight=False)
+
+
 @app.command()
 def judge(
     outcomes: Annotated[Path, typer.Option(help="outcomes JSONL with responses")],
