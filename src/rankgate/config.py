@@ -38,6 +38,11 @@ class Settings(BaseSettings):
         ge=1,
         description="CPU threads shared by all local models (the thread budget)",
     )
+    threads_per_model: int | None = Field(
+        default=None, ge=1,
+        description="threads one generation uses (default: all of the budget); with fewer, "
+        "several local models generate at once",
+    )
     log_queue_size: int = Field(default=10_000, ge=1)
     upstream_timeout_s: float = Field(default=300.0, gt=0)
 

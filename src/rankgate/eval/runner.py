@@ -266,7 +266,7 @@ def evaluate(items: list[Item], models: list[str], out: Path, *, panel: Any, set
 
     async def main() -> Progress:
         client = httpx.AsyncClient(timeout=settings.upstream_timeout_s)
-        budget = ThreadBudget(settings.threads)
+        budget = ThreadBudget(settings.threads, settings.threads_per_model)
         backends = {m: build_backend(panel.get(m), settings, client, budget) for m in models}
         judge_backend = None
         if judge is not None:

@@ -43,7 +43,7 @@ def create_app(settings: Settings | None = None, panel: Panel | None = None,
         limits=httpx.Limits(max_connections=1000, max_keepalive_connections=200),
         timeout=httpx.Timeout(settings.upstream_timeout_s, connect=10.0),
     )
-    budget = ThreadBudget(settings.threads)
+    budget = ThreadBudget(settings.threads, settings.threads_per_model)
     state = GatewayState(
         settings=settings,
         panel=panel,
