@@ -24,6 +24,9 @@ app = typer.Typer(help="Rank a panel of LLMs on your workload; route and serve b
 panel_app = typer.Typer(help="The panel of models: prepare the embedded weights, list models.",
                         no_args_is_help=True)
 app.add_typer(panel_app, name="panel")
+route_app = typer.Typer(help="Routers: train one on outcomes, replay routers on held-out data.",
+                        no_args_is_help=True)
+app.add_typer(route_app, name="route")
 console = Console()
 err = Console(stderr=True)
 
@@ -398,6 +401,102 @@ def rank(
             console.print(f"[yellow]warning[/] {m['model']}: {w}", highlight=False)
     rec = board["recommendation"]
     console.print(f"[bold]recommendation:[/] {rec['model']} — {rec['reason']}", highlight=False)
+
+
+def _read_outcomes(paths: list[Path]):  # noqa: ANN202 - list[Outcome]
+    from rankgate.outcomes import OutcomeError, read_jsonl
+
+    rows = []
+    for f in paths:
+        if not f.is_file():
+            raise _fail(f"{f}: no such file")
+        try:
+            rows.extend(read_jsonl(f))
+        except OutcomeError as e:
+            raise _fail(str(e)) from None
+    if not rows:
+        raise _fail("the outcomes file(s) hold no outcomes")
+    return rows
+
+
+def _embedder():  # noqa: ANN202 - Embedder
+    from rankgate.routing.embed import Embedder
+
+    settings = Settings()
+    return Embedder(settings.home / "cache" / "embeddings.sqlite")
+
+
+@route_app.command("train")
+def route_train(
+    outcomes: Annotated[list[Path], typer.Option("--outcomes", help="outcomes JSONL (.gz ok)")],
+    router: Annotated[str, typer.Option(help="knn, mf, classifier, ensemble, bandit")
+                      ] = "ensemble",
+    out: Annotated[Path, typer.Option(help="router artifact to write")] = Path("router.npz"),
+) -> None:
+    """Fit a router on outcomes and save it as one artifact file (JSON + arrays, no pickle)."""
+    from rankgate.routing.workflow import all_routers, train
+
+    if router not in all_routers():
+        raise _fail(f"unknown router {router!r}; choose one of {', '.join(all_routers())}")
+    info = train(_read_outcomes(outcomes), router, out, _embedder())
+    costs = ", ".join(f"{m}=${c:.2e}" if c is not None else f"{m}=?"
+                      for m, c in zip(info["models"], info["costs"], strict=True))
+    console.print(f"trained {router} on {info['n_items']} items for {len(info['models'])} "
+                  f"models ({costs}) → {out}", highlight=False)
+
+
+@route_app.command("replay")
+def route_replay(
+    outcomes: Annotated[list[Path], typer.Option("--outcomes", help="outcomes JSONL (.gz ok)")],
+    test: Annotated[Path | None, typer.Option(help="held-out outcomes (else --test-frac)")
+                    ] = None,
+    test_frac: Annotated[float, typer.Option(min=0.05, max=0.95)] = 0.3,
+    seed: Annotated[int, typer.Option()] = 0,
+    routers: Annotated[str, typer.Option(help="comma-separated, or 'all'")] = "all",
+    cost_order: Annotated[str | None, typer.Option(help="models cheapest first, when the data "
+                                                   "has no costs")] = None,
+    n_boot: Annotated[int, typer.Option(min=0, help="bootstrap resamples for intervals")] = 200,
+    json_out: Annotated[bool, typer.Option("--json")] = False,
+    html_out: Annotated[Path | None, typer.Option("--html")] = None,
+) -> None:
+    """What would each router have saved? Train on one part, replay on the held-out part."""
+    import orjson
+
+    from rankgate.routing.report import write_replay_html
+    from rankgate.routing.workflow import all_routers, run_replay, split
+
+    names = all_routers() if routers == "all" else [r.strip() for r in routers.split(",")]
+    bad = [r for r in names if r not in all_routers()]
+    if bad:
+        raise _fail(f"unknown router(s) {', '.join(bad)}; choose from {', '.join(all_routers())}")
+    rows = _read_outcomes(outcomes)
+    if test is not None:
+        train_rows, test_rows = rows, _read_outcomes([test])
+    else:
+        train_rows, test_rows = split(rows, test_frac, seed)
+    order = [m.strip() for m in cost_order.split(",")] if cost_order else None
+    try:
+        report = run_replay(train_rows, test_rows, names, _embedder(), order, n_boot, seed)
+    except ValueError as e:
+        raise _fail(str(e)) from None
+    if html_out:
+        write_replay_html(report, html_out)
+    if json_out:
+        sys.stdout.write(orjson.dumps(report, option=orjson.OPT_SERIALIZE_NUMPY).decode() + "\n")
+        return
+    t = Table(title=f"replay: {report['n_train']} train / {report['n_test']} test items"
+              + ("" if report["costs_known"] else " (costs = model ranks)"))
+    for col in ("router", "APGR", "CPT50", "AIQ", "quality@95%best", "cost@95%best",
+                "savings@95%best"):
+        t.add_column(col)
+    fmt = lambda v, f="{:.3f}": "—" if v is None else f.format(v)  # noqa: E731
+    for name, r in report["routers"].items():
+        t.add_row(name, fmt(r["apgr"]), fmt(r["cpt50"]), fmt(r["aiq"]),
+                  fmt(r["quality_at_95pct_best"]), fmt(r["cost_at_95pct_best"], "{:.3g}"),
+                  fmt(r["savings_at_95pct_best"], "{:.0%}"))
+    console.print(t)
+    for m, v in report["models"].items():
+        console.print(f"  {m}: quality {v['quality']:.3f}, cost {v['cost']:.3g}", highlight=False)
 
 
 if __name__ == "__main__":  # pragma: no cover
