@@ -130,9 +130,20 @@ def _check_bind(host: str) -> None:
 
 
 def client_example(host: str, port: int, model: str) -> str:
-    return (
-        "from openai import OpenAI\n"
-        f'client = OpenAI(base_url="http://{host}:{port}/v1", api_key="unused")\n'
+    head = ("from openai import OpenAI\n"
+            f'client = OpenAI(base_url="http://{host}:{port}/v1", api_key="unused")\n')
+    if model == "auto":
+        return head + (
+            "raw = client.chat.completions.with_raw_response.create(\n"
+            '    model="auto",  # the router picks the cheapest model likely to answer well\n'
+            '    messages=[{"role": "user", "content": "What is 17 * 23?"}],\n'
+            "    max_tokens=64,\n"
+            '    extra_body={"rankgate": {"min_quality": 0.6}},\n'
+            ")\n"
+            'print(raw.headers["x-rankgate-model"], raw.headers["x-rankgate-candidates"])\n'
+            "print(raw.parse().choices[0].message.content)"
+        )
+    return head + (
         "r = client.chat.completions.create(\n"
         f'    model="{model}",\n'
         '    messages=[{"role": "user", "content": "What is the capital of France?"}],\n'
@@ -148,6 +159,8 @@ def serve(
     host: Annotated[str, typer.Option(help="address to bind")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="port to bind", min=1, max=65535)] = 8000,
     preload: Annotated[bool, typer.Option(help="load local models before serving")] = False,
+    router: Annotated[list[Path] | None, typer.Option(
+        "--router", help="router artifact(s) for model='auto' (repeatable)")] = None,
     log_level: Annotated[str, typer.Option(help="uvicorn log level")] = "warning",
 ) -> None:
     """Run the OpenAI-compatible gateway."""
@@ -161,12 +174,19 @@ def serve(
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     # httpx logs every upstream request at INFO: a log line per request on the hot path
     logging.getLogger("httpx").setLevel(logging.WARNING)
-    application = create_app(settings, p, preload=preload)
+    from rankgate.routing.artifact import ArtifactError
+
+    try:
+        application = create_app(settings, p, preload=preload, routers=router)
+    except ArtifactError as e:
+        raise _fail(str(e)) from None
     console.print(f"[bold]rankgate[/] serving {len(p)} model(s) from {p.source} on "
                   f"http://{host}:{port}/v1 — request log: {settings.resolved_store_url()}",
                   highlight=False)
     console.print("Try it with the official openai client:\n", highlight=False)
-    console.print(client_example(host, port, p.ids[0]), highlight=False, markup=False)
+    auto = bool(application.state.rankgate.routing.routers)
+    console.print(client_example(host, port, "auto" if auto else p.ids[0]), highlight=False,
+                  markup=False)
     uvicorn.run(application, host=host, port=port, log_level=log_level, access_log=False,
                 loop="uvloop" if sys.platform != "win32" else "asyncio", http="httptools",
                 timeout_graceful_shutdown=30)
@@ -212,8 +232,9 @@ def eval_cmd(
     if unknown:
         raise _fail(f"unknown model(s) {', '.join(unknown)}; panel has: {', '.join(p.ids)}")
     try:
-        items = datasets.select(datasets.load(workload), limit=limit, sample=sample, seed=seed,
-                                categories=category)
+        items = datasets.interleave(datasets.select(
+            datasets.load(workload), limit=limit, sample=sample, seed=seed, categories=category),
+            seed)
     except datasets.WorkloadError as e:
         raise _fail(str(e)) from None
     if not items:

@@ -207,3 +207,17 @@ def select(items: list[Item], limit: int | None = None, sample: int | None = Non
     if limit is not None:
         items = items[:limit]
     return items
+
+
+def interleave(items: list[Item], seed: int = 0) -> list[Item]:
+    """Items spread evenly across categories (seeded shuffle within each), so a run that is
+    stopped early — or watched in the progress bar — covers every category in proportion."""
+    rng = random.Random(seed)
+    groups: dict[str | None, list[Item]] = {}
+    for it in items:
+        groups.setdefault(it.category, []).append(it)
+    keyed: list[tuple[float, int, Item]] = []
+    for g, group in enumerate(groups.values()):
+        rng.shuffle(group)
+        keyed.extend(((k + 0.5) / len(group), g, it) for k, it in enumerate(group))
+    return [it for _, _, it in sorted(keyed, key=lambda t: (t[0], t[1]))]

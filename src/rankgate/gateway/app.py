@@ -10,9 +10,11 @@ from __future__ import annotations
 import contextlib
 import logging
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import httpx
+import numpy as np
 from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -24,6 +26,7 @@ from rankgate.backends.llamacpp import LlamaCppBackend
 from rankgate.config import Settings
 from rankgate.gateway.errors import APIError, error_response
 from rankgate.gateway.openai_api import build_router
+from rankgate.gateway.routing import LoadedRouter, RoutingTable
 from rankgate.gateway.schemas import ChatCompletionRequest, CompletionRequest
 from rankgate.gateway.state import GatewayState
 from rankgate.panel import Panel, default_panel
@@ -33,8 +36,32 @@ from rankgate.store.request_log import RequestLog
 log = logging.getLogger("rankgate")
 
 
+def load_routing(paths: list[Path], panel: Panel, settings: Settings) -> RoutingTable:
+    """Load router artifacts; every model a router can pick must be in the panel."""
+    from rankgate.routing import artifact
+    from rankgate.routing.embed import Embedder
+
+    table = RoutingTable()
+    if not paths:
+        return table
+    embedder = Embedder(settings.home / "cache" / "embeddings.sqlite")
+    for path in paths:
+        router, meta = artifact.load(path, embedder)
+        missing = [m for m in router.models if m not in panel]
+        if missing:
+            raise artifact.ArtifactError(
+                f"{path}: router {meta['router']!r} picks among {router.models}, but "
+                f"{missing} are not in the panel ({', '.join(panel.ids)})")
+        costs = np.array([np.nan if c is None else c for c in meta["costs"]], dtype=float)
+        name = meta["router"]
+        if name in table.routers:
+            name = f"{name}-{len(table.routers)}"
+        table.routers[name] = LoadedRouter(router, costs, meta)
+    return table
+
+
 def create_app(settings: Settings | None = None, panel: Panel | None = None,
-               preload: bool = False) -> FastAPI:
+               preload: bool = False, routers: list[Path] | None = None) -> FastAPI:
     """Build a gateway. ``preload`` loads every local model at start-up instead of on first
     use (slower start, no cold first request)."""
     settings = settings or Settings()
@@ -44,6 +71,7 @@ def create_app(settings: Settings | None = None, panel: Panel | None = None,
         timeout=httpx.Timeout(settings.upstream_timeout_s, connect=10.0),
     )
     budget = ThreadBudget(settings.threads, settings.threads_per_model)
+    routing = load_routing(list(routers or []), panel, settings)
     state = GatewayState(
         settings=settings,
         panel=panel,
@@ -52,6 +80,7 @@ def create_app(settings: Settings | None = None, panel: Panel | None = None,
         request_log=RequestLog(settings.resolved_store_url(), settings.log_queue_size),
         client=client,
         budget=budget,
+        routing=routing,
     )
 
     @contextlib.asynccontextmanager
@@ -69,6 +98,7 @@ def create_app(settings: Settings | None = None, panel: Panel | None = None,
                 await backend.aclose()
             await client.aclose()
             budget.shutdown()
+            routing.shutdown()
 
     app = FastAPI(title="rankgate", version="0.1.0", lifespan=lifespan,
                   description="OpenAI-compatible gateway in front of a ranked panel of LLMs.")
