@@ -12,11 +12,19 @@ export CMAKE_ARGS ?= -DGGML_NATIVE=OFF -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=
 
 .PHONY: run test lint install models serve bench clean
 
-## Main job on the embedded default: install, prepare the local panel, serve.
+WORK   := .rankgate
+SAMPLE ?= 6
+
+## Main job on the embedded default: install, prepare the local panel, evaluate a live sample,
+## rank the shipped full evaluation, train a router on it, serve with model="auto".
 run: $(VENV)/.stamp-run
 	$(VENV)/bin/rankgate panel prepare
 	$(VENV)/bin/rankgate panel list
-	$(VENV)/bin/rankgate serve --host $(HOST) --port $(PORT) --preload
+	$(VENV)/bin/rankgate eval --workload builtin --sample $(SAMPLE) --out $(WORK)/live-sample.jsonl
+	$(VENV)/bin/rankgate rank --outcomes $(WORK)/live-sample.jsonl
+	$(VENV)/bin/rankgate rank --outcomes embedded --html $(WORK)/report.html --png $(WORK)/plots
+	$(VENV)/bin/rankgate route train --outcomes embedded --router ensemble --out $(WORK)/router.npz
+	$(VENV)/bin/rankgate serve --host $(HOST) --port $(PORT) --preload --router $(WORK)/router.npz
 
 ## Install the dev tools and the one model the tests run, then lint and test.
 test: $(VENV)/.stamp-test

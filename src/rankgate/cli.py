@@ -368,20 +368,10 @@ def rank(
     """Leaderboard with 95% intervals, paired tests, Pareto frontier and a recommendation."""
     import orjson
 
-    from rankgate.outcomes import OutcomeError, read_jsonl
     from rankgate.rank.leaderboard import leaderboard
     from rankgate.rank.report import write_html, write_pngs
 
-    rows = []
-    for f in outcomes:
-        if not f.is_file():
-            raise _fail(f"{f}: no such file")
-        try:
-            rows.extend(read_jsonl(f))
-        except OutcomeError as e:
-            raise _fail(str(e)) from None
-    if not rows:
-        raise _fail("the outcomes file(s) hold no outcomes")
+    rows = _read_outcomes(outcomes)
     board = leaderboard(rows, _read_votes(votes) if votes else None, margin)
     if html_out:
         write_html(board, html_out)
@@ -424,11 +414,20 @@ def rank(
     console.print(f"[bold]recommendation:[/] {rec['model']} — {rec['reason']}", highlight=False)
 
 
+def _outcome_path(f: Path) -> Path:
+    """``embedded`` names the shipped evaluation of the embedded panel."""
+    if str(f) == "embedded" and not f.exists():
+        from importlib import resources
+
+        return Path(str(resources.files("rankgate") / "data" / "embedded_outcomes.jsonl.gz"))
+    return f
+
+
 def _read_outcomes(paths: list[Path]):  # noqa: ANN202 - list[Outcome]
     from rankgate.outcomes import OutcomeError, read_jsonl
 
     rows = []
-    for f in paths:
+    for f in map(_outcome_path, paths):
         if not f.is_file():
             raise _fail(f"{f}: no such file")
         try:

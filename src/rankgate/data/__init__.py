@@ -1,0 +1,1 @@
+"""Data shipped with rankgate: the embedded panel's evaluation outcomes."""
