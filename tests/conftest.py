@@ -126,7 +126,7 @@ def start_gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Callable
     started: list[Server] = []
 
     def start(panel: list[dict[str, Any]] | None = None, env: dict[str, str] | None = None,
-              name: str = "gateway") -> Server:
+              name: str = "gateway", extra_args: list[str] | None = None) -> Server:
         home = tmp_path_factory.mktemp(name)
         port = free_port()
         args = [sys.executable, "-m", "rankgate", "serve", "--port", str(port)]
@@ -134,6 +134,7 @@ def start_gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Callable
             panel_file = home / "panel.yaml"
             panel_file.write_text(yaml.safe_dump({"models": panel}))
             args += ["--panel", str(panel_file)]
+        args += extra_args or []
         server = _spawn(args, home, name, "/healthz", port, env)
         started.append(server)
         return server
@@ -211,3 +212,18 @@ def postgres_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         subprocess.run([*prefix, pg_ctl, "-D", str(data), "-m", "immediate", "stop"],
                        capture_output=True)
         shutil.rmtree(base, ignore_errors=True)
+
+
+QWEN05 = "qwen2.5-coder-0.5b"
+
+
+@pytest.fixture(scope="session")
+def qwen05_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The 0.5B model assembled once for the session (its weight packages are installed by
+    `make test`)."""
+    from rankgate.local_models import MissingWeights, prepare
+
+    try:
+        return prepare(BUNDLED[QWEN05], tmp_path_factory.mktemp("models"))
+    except MissingWeights as e:
+        pytest.fail(str(e))
