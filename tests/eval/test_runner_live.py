@@ -14,12 +14,16 @@ from rankgate.eval import datasets
 from rankgate.outcomes import read_jsonl
 
 
+def _args(out, *extra: str) -> list[str]:
+    return [sys.executable, "-m", "rankgate", "eval", "--workload", "starter", "--sample", "10",
+            "--seed", "3", "--models", "smollm2-135m", "--max-tokens", "48", "--out", str(out),
+            *extra]
+
+
 def _eval(tmp_path, out, *extra: str) -> subprocess.Popen:
     env = {**os.environ, "RANKGATE_HOME": str(tmp_path / "home")}
-    return subprocess.Popen(
-        [sys.executable, "-m", "rankgate", "eval", "--workload", "starter", "--sample", "10",
-         "--seed", "3", "--models", "smollm2-135m", "--max-tokens", "48", "--out", str(out),
-         *extra], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    return subprocess.Popen(_args(out, *extra), env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True)
 
 
 def _lines(path) -> list[dict]:
@@ -40,8 +44,8 @@ def test_interrupted_eval_resumes_without_redoing_finished_items(tmp_path, smoll
     proc.wait(60)
     before = _lines(out)
     assert 3 <= len(before) < 10
-    done = subprocess.run(_eval(tmp_path, out, "--no-cache").args, capture_output=True,
-                          text=True, env={**os.environ, "RANKGATE_HOME": str(tmp_path / "home")})
+    done = subprocess.run(_args(out, "--no-cache"), capture_output=True, text=True,
+                          env={**os.environ, "RANKGATE_HOME": str(tmp_path / "home")})
     assert done.returncode == 0, done.stdout + done.stderr
     after = _lines(out)
     assert len(after) == 10
