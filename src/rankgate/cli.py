@@ -419,7 +419,7 @@ def _outcome_path(f: Path) -> Path:
     if str(f) == "embedded" and not f.exists():
         from importlib import resources
 
-        return Path(str(resources.files("rankgate") / "data" / "embedded_outcomes.jsonl.gz"))
+        return Path(str(resources.files("rankgate") / "data" / "embedded_outcomes.jsonl"))
     return f
 
 
