@@ -235,9 +235,17 @@ class LlamaCppBackend:
         async with self._lock, self.budget.slot():
             llama = await self._loaded()
             t0 = time.perf_counter()
-            body = await loop.run_in_executor(
+            fut = loop.run_in_executor(
                 self.budget.executor, partial(self._call, llama, kind, kw, tap)
             )
+            try:
+                body = await asyncio.shield(fut)
+            except asyncio.CancelledError:
+                # stop at the next token, and keep the lock until the model is really free
+                tap.cancelled.set()
+                with contextlib.suppress(BaseException):
+                    await fut
+                raise
             compute_s = time.perf_counter() - t0
             eog = bool(tap.tokens) and self._is_eog(llama, tap.tokens[-1])
             if tap.top_logprobs is not None:
