@@ -12,6 +12,8 @@ missing are left out of model j's fit only.
 A model whose observed labels are all one value (always right, always wrong, or a constant
 grade) has nothing to discriminate: it predicts its mean. Prediction is a dot product in NumPy,
 so the artifact holds plain coefficients and serving does not import scikit-learn.
+``C`` = 1 was chosen on an 80/20 split of llmrouter-9models train (per-model AUC 0.776; 0.3:
+0.772, 3: 0.773 and slower to fit).
 """
 
 from __future__ import annotations

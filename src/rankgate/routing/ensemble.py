@@ -3,8 +3,12 @@
 The three embedding routers make different mistakes (kNN is local and noisy, MF is smooth and
 shares strength across models, the classifier is per-model and linear), so a per-model stacker
 that weighs them — and knows things an embedding blurs, such as "this prompt contains code" or
-"this is a long multiple-choice question" — does better than any one of them (measured on the
-llmrouter-9models split; see the tests and the report in the commit note).
+"this is a long multiple-choice question" — should route better than any one of them.
+Measured on llmrouter-9models (fit on the 5,608 train items, 500 test items, best predicted
+model picked): mean true score 0.615 vs kNN 0.599, classifier 0.577, MF 0.575, best single
+model 0.563, oracle 0.743. Its per-model AUC ties kNN's (0.809 vs 0.813 on test, 0.799 vs 0.794
+on an internal 80/20 split): the gain is in ranking models *within* a prompt. It costs a
+5-fold fit (~15 s here) and ~1 ms per prediction.
 
 Fitting, with no leakage: the training items are split into ``folds``; each base router is
 fitted on all folds but one and predicts the held-out fold, so every item gets an

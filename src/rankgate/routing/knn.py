@@ -10,7 +10,12 @@ towards the model's global mean by ``prior`` pseudo-neighbours of weight 1:
 Few or dissimilar neighbours therefore give nearly the global mean (the honest answer when we
 have not seen anything like this prompt), many close ones give their local average. Missing
 scores simply drop out of that model's sums. Embeddings are centred on the training mean first:
-e5 vectors share a large common direction that makes every pair look similar.
+e5 vectors share a large common direction that makes every pair look similar (raw cosine of a
+prompt's 20th neighbour ≈ 0.8; centred, the nearest is ≈ 0.3–0.6).
+
+Defaults were chosen on an 80/20 split of the llmrouter-9models training set (5,608 items, 9
+models): k = 50 beat 10/20 (per-model AUC 0.794 vs 0.779/0.788) and tied 100; temperature 0.3
+beat 0.1 (which over-shrinks: AUC 0.784) and tied 1.0; centring added ~0.005 AUC.
 """
 
 from __future__ import annotations

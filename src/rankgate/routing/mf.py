@@ -11,6 +11,11 @@ absent, not zero), with graded scores as soft labels, plus L2 on W and V. The pr
 learning rate, deterministic for a given ``seed`` (the initialisation), converges in seconds.
 Biases start at the logit of each model's mean, so an under-trained model still predicts the
 right average.
+
+Defaults, from an 80/20 split of llmrouter-9models train: ``l2`` = 1e-4 (per-model AUC 0.773;
+1e-3 underfits at 0.749, 3e-5 overfits at 0.760); ``dim`` 16–64 are indistinguishable because
+L2 on both factors acts as a trace-norm penalty that picks the rank itself; L-BFGS converges
+(projected gradient tolerance) in under 100 iterations, so ``max_iter`` is only a guard.
 """
 
 from __future__ import annotations
