@@ -22,7 +22,7 @@ from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 
 from rankgate.backends.base import BackendError, BackendStream, Kind, Usage
-from rankgate.gateway.errors import APIError, error_body, error_response
+from rankgate.gateway.errors import APIError, error_body, error_response, json_object
 from rankgate.gateway.routing import is_auto, prompt_text, route
 from rankgate.gateway.schemas import ChatCompletionRequest, CompletionRequest
 from rankgate.gateway.state import GatewayState
@@ -117,16 +117,7 @@ def _jsonable(v: Any) -> bool:
 
 async def _parse(state: GatewayState, request: Request, call: Call
                  ) -> tuple[dict[str, Any], ModelSpec]:
-    raw = await request.body()
-    if not raw:
-        raise APIError(400, "The request body is empty; send a JSON object.", code="invalid_json")
-    try:
-        body = orjson.loads(raw)
-    except orjson.JSONDecodeError as e:
-        raise APIError(400, f"The request body is not valid JSON: {e}.",
-                       code="invalid_json") from None
-    if not isinstance(body, dict):
-        raise APIError(400, "The request body must be a JSON object.", code="invalid_json")
+    body = json_object(await request.body())
     if isinstance(body.get("model"), str):
         call.model = body["model"]
     call.stream = body.get("stream") is True

@@ -18,7 +18,7 @@ from sqlalchemy import insert, select
 from starlette.requests import Request
 from starlette.responses import Response
 
-from rankgate.gateway.errors import APIError, error_response
+from rankgate.gateway.errors import APIError, error_response, json_object
 from rankgate.gateway.state import GatewayState
 from rankgate.store.tables import outcomes, request_log
 
@@ -26,13 +26,7 @@ _THUMBS = {"up": 1.0, "down": 0.0}
 
 
 def _parse(raw: bytes) -> tuple[str, float, str | None]:
-    try:
-        body = orjson.loads(raw)
-    except orjson.JSONDecodeError as e:
-        raise APIError(400, f"The request body is not valid JSON: {e}.",
-                       code="invalid_json") from None
-    if not isinstance(body, dict):
-        raise APIError(400, "The request body must be a JSON object.", code="invalid_json")
+    body = json_object(raw)
     unknown = set(body) - {"request_id", "score", "thumbs", "comment"}
     if unknown:
         raise APIError(400, f"Unknown field(s) {sorted(unknown)}.", param=sorted(unknown)[0],
