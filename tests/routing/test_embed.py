@@ -75,6 +75,11 @@ def test_nul_characters_do_not_truncate_the_text():
     assert not np.array_equal(a, b)
 
 
+def test_unpaired_surrogates_embed_instead_of_raising(embedder):
+    E = embedder(["broken \ud800 text"])
+    assert E.shape == (1, 384) and np.isfinite(E).all()
+
+
 def test_the_disk_cache_survives_a_new_embedder(tmp_path):
     path = tmp_path / "emb.sqlite"
     first = Embedder(path)

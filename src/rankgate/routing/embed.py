@@ -14,6 +14,13 @@ one model window even for token-dense text such as digits or code (≤ 510 token
 characters per token). The window is part of :attr:`Embedder.name`, so an artifact trained with
 one window refuses an embedder configured with another.
 
+Measured (2 shared cores, single query, cache miss): a 998-token prompt costs ~2.7 s embedded
+whole and ~0.2–0.8 s as its 270-token window; a 48-token prompt ~40 ms. Routing quality on
+llmrouter-9models (500 test items, 37 longer than 1,024 characters) hardly depends on the
+window: kNN per-model AUC on the long items 0.718 / 0.754 / 0.763 for windows of
+384+128 / 768+256 / 1536+512 characters, overall 0.812 / 0.813 / 0.814 — so 768+256 keeps
+nearly all of the signal for half the cost of the larger window.
+
 Cache: vectors are keyed by sha256 of (embedder name, text). An in-memory LRU answers repeats
 within a process; an optional SQLite file (one table, vectors as float32 blobs) survives restarts
 and is shared safely between processes. Content addressing makes a stale entry impossible.
@@ -80,13 +87,17 @@ class Embedder:
     def window(self, text: str) -> str:
         """The part of ``text`` that is embedded (all of it when short enough).
 
-        NUL characters are replaced by spaces: the C engine reads NUL-terminated strings.
+        NUL characters become spaces (the C engine reads NUL-terminated strings) and unpaired
+        surrogates become U+FFFD (they have no UTF-8 encoding), so any ``str`` embeds.
         """
-        text = text.replace("\x00", " ")
-        if len(text) <= self.head_chars + self.tail_chars:
-            return text
-        tail = text[len(text) - self.tail_chars:] if self.tail_chars else ""
-        return text[: self.head_chars] + _SEP + tail
+        if len(text) > self.head_chars + self.tail_chars:
+            tail = text[len(text) - self.tail_chars:] if self.tail_chars else ""
+            text = text[: self.head_chars] + _SEP + tail
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError:
+            text = text.encode("utf-8", "replace").decode("utf-8")
+        return text.replace("\x00", " ")
 
     def key(self, text: str) -> bytes:
         return hashlib.sha256(self.name.encode() + b"\x00" + text.encode("utf-8",
