@@ -28,7 +28,7 @@ run: $(VENV)/.stamp-run
 
 ## Install the dev tools and the one model the tests run, then lint and test.
 test: $(VENV)/.stamp-test
-	scripts/ensure-postgres.sh
+	scripts/ensure-postgres.sh && scripts/ensure-redis.sh
 	$(VENV)/bin/ruff check src tests bench
 	$(VENV)/bin/pytest -q
 

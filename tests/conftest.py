@@ -227,3 +227,39 @@ def qwen05_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
         return prepare(BUNDLED[QWEN05], tmp_path_factory.mktemp("models"))
     except MissingWeights as e:
         pytest.fail(str(e))
+
+
+@pytest.fixture(scope="session")
+def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A real Redis server on 127.0.0.1 (no persistence), for the multi-instance tests
+    (``make test`` installs Debian's redis-server when it is missing)."""
+    import shutil
+
+    binary = shutil.which("redis-server")
+    if not binary:
+        pytest.fail("redis-server not found; run `make test` (it installs it)")
+    port = free_port()
+    base = tmp_path_factory.mktemp("redis")
+    proc = subprocess.Popen(
+        [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+         "--dir", str(base)],
+        stdout=(base / "redis.log").open("w"), stderr=subprocess.STDOUT)
+    import redis
+
+    client = redis.Redis(host="127.0.0.1", port=port)
+    deadline = time.time() + 30
+    while True:
+        try:
+            client.ping()
+            break
+        except redis.ConnectionError:
+            if proc.poll() is not None or time.time() > deadline:
+                proc.kill()
+                pytest.fail(f"redis-server did not start: {(base / 'redis.log').read_text()}")
+            time.sleep(0.05)
+    client.close()
+    try:
+        yield f"redis://127.0.0.1:{port}/0"
+    finally:
+        proc.terminate()
+        proc.wait(10)

@@ -27,7 +27,7 @@ class ModelSpec(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     id: str = Field(min_length=1, pattern=r"^[A-Za-z0-9][A-Za-z0-9._:/@+-]*$")
-    backend: Literal["llamacpp", "openai"]
+    backend: Literal["llamacpp", "openai", "faulty"]
     # llamacpp: a GGUF file, or the name of a bundled model
     path: str | None = None
     bundled: str | None = None
@@ -41,6 +41,8 @@ class ModelSpec(BaseModel):
     output_price_per_mtok: float | None = Field(default=None, ge=0)
     context_window: int | None = Field(default=None, gt=0)
     timeout_s: float | None = Field(default=None, gt=0)
+    # panel ids tried in order when this model fails with a retryable error
+    fallbacks: tuple[str, ...] = ()
     tags: tuple[str, ...] = ()
 
     @model_validator(mode="after")
@@ -54,6 +56,10 @@ class ModelSpec(BaseModel):
                 )
             if self.base_url or self.api_key_env:
                 raise ValueError("'base_url'/'api_key_env' only apply to backend 'openai'")
+        elif self.backend == "faulty":
+            if self.path or self.bundled or self.base_url:
+                raise ValueError("backend 'faulty' takes no path/bundled/base_url: its model "
+                                 "name (upstream_model or id) says which fault to inject")
         else:
             if not self.base_url:
                 raise ValueError("openai models need 'base_url'")
@@ -77,6 +83,11 @@ class Panel:
             if m.id in seen:
                 raise PanelError(f"{source}: model {m.id!r}: field 'id': duplicate id")
             seen.add(m.id)
+        for m in models:
+            for f in m.fallbacks:
+                if f not in seen or f == m.id:
+                    raise PanelError(f"{source}: model {m.id!r}: field 'fallbacks': {f!r} is "
+                                     f"not another model of this panel")
         if not models:
             raise PanelError(f"{source}: the panel has no models")
         self.models = list(models)

@@ -27,6 +27,12 @@ class GatewayState:
     client: httpx.AsyncClient
     budget: ThreadBudget
     routing: RoutingTable = field(default_factory=RoutingTable)
+    # production features (issue #5); each is built by the app factory from settings
+    auth: Any = None  # gateway/auth.py Auth: admin key + virtual keys (None: open gateway)
+    limiter: Any = None  # gateway/limits.py MemoryLimiter | RedisLimiter
+    cache: Any = None  # gateway/cache.py ResponseCache
+    resilience: Any = None  # gateway/resilience.py Resilience
+    metrics: Any = None  # gateway/metrics.py Metrics
     started: float = field(default_factory=time.time)
     # request id -> what feedback needs, for requests too recent to be in the database yet
     recent: OrderedDict[str, dict[str, Any]] = field(default_factory=OrderedDict)
