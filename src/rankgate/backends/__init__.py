@@ -7,6 +7,7 @@ from pathlib import Path
 import httpx
 
 from rankgate.backends.base import Backend
+from rankgate.backends.faulty import FaultyBackend
 from rankgate.backends.llamacpp import LlamaCppBackend, ThreadBudget
 from rankgate.backends.openai_http import OpenAIHTTPBackend
 from rankgate.config import Settings
@@ -19,6 +20,8 @@ def build_backend(spec: ModelSpec, settings: Settings, client: httpx.AsyncClient
     """The backend object for one panel model (nothing is loaded or connected yet)."""
     if spec.backend == "openai":
         return OpenAIHTTPBackend(spec, client, settings.upstream_timeout_s)
+    if spec.backend == "faulty":  # fault injection for drills and tests: no I/O at all
+        return FaultyBackend(spec)
     if spec.bundled:
         bundled = BUNDLED[spec.bundled]
         return LlamaCppBackend(spec, model_path(bundled, settings.home), budget,
