@@ -13,6 +13,7 @@ from rich.console import Console
 from rich.progress import BarColumn, DownloadColumn, Progress, TransferSpeedColumn
 from rich.table import Table
 
+from rankgate.cli_keys import keys_app
 from rankgate.config import Settings
 from rankgate.local_models import BUNDLED, MissingWeights, prepare, status
 from rankgate.panel import PanelError, load_panel
@@ -27,6 +28,7 @@ app.add_typer(panel_app, name="panel")
 route_app = typer.Typer(help="Routers: train one on outcomes, replay routers on held-out data.",
                         no_args_is_help=True)
 app.add_typer(route_app, name="route")
+app.add_typer(keys_app, name="keys")
 console = Console()
 err = Console(stderr=True)
 
@@ -119,14 +121,26 @@ def panel_list(panel: PanelOpt = None, json_out: Annotated[bool, typer.Option("-
     console.print(t)
 
 
-def _check_bind(host: str) -> None:
+def _check_bind(host: str, settings: Settings) -> None:
+    """An open gateway (no admin key) only ever listens on loopback."""
     try:
         loopback = ipaddress.ip_address(host).is_loopback
     except ValueError:
         loopback = host == "localhost"
-    if not loopback:
-        err.print(f"[yellow]warning:[/] binding {host}: the gateway has no authentication yet; "
-                  "anyone who can reach this address can use it.")
+    if not loopback and not settings.admin_key:
+        raise _fail(f"refusing to bind {host}: without an admin key the gateway is open to "
+                    "anyone who can reach it. Set RANKGATE_ADMIN_KEY (then create virtual keys "
+                    "with `rankgate keys create`), or bind 127.0.0.1.")
+
+
+def _safe_url(url: str) -> str:
+    """A database URL without its password, for printing."""
+    from sqlalchemy.engine import make_url
+
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except Exception:
+        return url.split("@")[-1]
 
 
 def client_example(host: str, port: int, model: str) -> str:
@@ -162,16 +176,32 @@ def serve(
     router: Annotated[list[Path] | None, typer.Option(
         "--router", help="router artifact(s) for model='auto' (repeatable)")] = None,
     log_level: Annotated[str, typer.Option(help="uvicorn log level")] = "warning",
+    store: Annotated[str | None, typer.Option(
+        help="database URL shared by several gateways, e.g. postgresql://user@host/db "
+        "(default: SQLite in RANKGATE_HOME)")] = None,
+    redis: Annotated[str | None, typer.Option(
+        help="Redis URL shared by several gateways: limits, budgets, cache")] = None,
+    semantic_cache: Annotated[bool | None, typer.Option(
+        help="answer near-duplicate prompts from the cache (safety-gated)")] = None,
+    log_format: Annotated[str, typer.Option(help="json or text")] = "json",
 ) -> None:
     """Run the OpenAI-compatible gateway."""
     import uvicorn
 
     from rankgate.gateway import create_app
+    from rankgate.gateway.logs import configure_logging
 
-    settings = Settings()
+    overrides: dict[str, object] = {}
+    if store:
+        overrides["store_url"] = store
+    if redis:
+        overrides["redis_url"] = redis
+    if semantic_cache is not None:
+        overrides["semantic_cache"] = semantic_cache
+    settings = Settings(**overrides)
     p = _load(panel)
-    _check_bind(host)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    _check_bind(host, settings)
+    configure_logging(log_format)
     # httpx logs every upstream request at INFO: a log line per request on the hot path
     logging.getLogger("httpx").setLevel(logging.WARNING)
     from rankgate.routing.artifact import ArtifactError
@@ -181,8 +211,9 @@ def serve(
     except ArtifactError as e:
         raise _fail(str(e)) from None
     console.print(f"[bold]rankgate[/] serving {len(p)} model(s) from {p.source} on "
-                  f"http://{host}:{port}/v1 — request log: {settings.resolved_store_url()}",
-                  highlight=False)
+                  f"http://{host}:{port}/v1 — request log: "
+                  f"{_safe_url(settings.resolved_store_url())}"
+                  f"{' — keys required' if settings.admin_key else ''}", highlight=False)
     console.print("Try it with the official openai client:\n", highlight=False)
     auto = bool(application.state.rankgate.routing.routers)
     console.print(client_example(host, port, "auto" if auto else p.ids[0]), highlight=False,

@@ -44,7 +44,32 @@ class Settings(BaseSettings):
         "several local models generate at once",
     )
     log_queue_size: int = Field(default=10_000, ge=1)
+    log_batch_wait_s: float = Field(
+        default=0.0, ge=0, description="gather request-log rows this long before each write")
     upstream_timeout_s: float = Field(default=300.0, gt=0)
+    # -- production gateway (issue #5) --
+    admin_key: str | None = Field(
+        default=None, repr=False,
+        description="admin key: turns authentication on (virtual keys); required to bind a "
+        "non-loopback address",
+    )
+    redis_url: str | None = Field(
+        default=None, description="Redis shared by several gateways: limits, budgets, cache"
+    )
+    max_body_bytes: int = Field(default=4 * 1024 * 1024, ge=1024,
+                                description="larger request bodies get 413")
+    cache: bool = Field(default=True, description="exact response cache for temperature 0")
+    cache_ttl_s: float = Field(default=3600.0, gt=0)
+    cache_max_entries: int = Field(default=10_000, ge=1)
+    semantic_cache: bool = Field(default=False, description="opt-in semantic cache")
+    retries: int = Field(default=2, ge=0, description="retries per model on retryable errors")
+    breaker_failures: int = Field(default=5, ge=1, description="failures that open a breaker")
+    breaker_cooldown_s: float = Field(default=30.0, gt=0)
+    local_tokens_per_s: float = Field(
+        default=20.0, gt=0,
+        description="first guess of a local model's speed, for budget reservations until "
+        "the model has been measured",
+    )
 
     def resolved_store_url(self) -> str:
         """The request-log database URL; SQLite under ``home`` unless told otherwise."""

@@ -30,9 +30,12 @@ class Cost:
 class Pricer:
     """Prices requests for one model; construction does the (slow) catalogue lookup."""
 
-    def __init__(self, spec: ModelSpec, machine_usd_per_hour: float) -> None:
+    def __init__(self, spec: ModelSpec, machine_usd_per_hour: float,
+                 local_tokens_per_s: float = 20.0) -> None:
         self.spec = spec
         self.machine_usd_per_hour = machine_usd_per_hour
+        # compute seconds per generated token, learned from this model's own requests
+        self._s_per_token = 1.0 / local_tokens_per_s
         self._catalogue_ref: tuple[str, str | None] | None = None
         if spec.input_price_per_mtok is not None:
             self.basis = "panel"
@@ -61,9 +64,21 @@ class Pricer:
              compute_s: float | None, estimated_tokens: bool = False) -> Cost:
         """Cost of one request given its token usage and backend compute seconds."""
         c = self._cost(input_tokens, output_tokens, compute_s)
+        if self.basis == "local-compute" and compute_s and output_tokens:
+            observed = compute_s / (output_tokens + (input_tokens or 0) / 8)
+            self._s_per_token += 0.2 * (observed - self._s_per_token)
         if estimated_tokens and c.usd is not None and self.basis != "local-compute":
             return Cost(c.usd, c.basis + " (tokens estimated)")
         return c
+
+    def estimate(self, input_tokens: int, max_output_tokens: int) -> float | None:
+        """The cost of a request before it runs, assuming it generates ``max_output_tokens``
+        (budget reservations: settled with the real cost afterwards). Local models: their
+        measured seconds per token (prompt tokens weigh 1/8: prefill is batched)."""
+        if self.basis == "local-compute":
+            seconds = (max_output_tokens + input_tokens / 8) * self._s_per_token
+            return seconds * self.machine_usd_per_hour / 3600.0
+        return self._cost(input_tokens, max_output_tokens, None).usd
 
     def _cost(self, input_tokens: int | None, output_tokens: int | None,
               compute_s: float | None) -> Cost:

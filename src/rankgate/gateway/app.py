@@ -24,8 +24,15 @@ from starlette.responses import Response
 from rankgate.backends import ThreadBudget, build_backends
 from rankgate.backends.llamacpp import LlamaCppBackend
 from rankgate.config import Settings
+from rankgate.gateway.admin_api import build_admin_router
+from rankgate.gateway.auth import Auth, KeyStore
+from rankgate.gateway.bandit_sync import BanditSync
+from rankgate.gateway.cache import ResponseCache
 from rankgate.gateway.errors import APIError, error_response
+from rankgate.gateway.limits import MemoryLimiter, RedisLimiter
+from rankgate.gateway.metrics import Metrics
 from rankgate.gateway.openai_api import build_router
+from rankgate.gateway.resilience import Resilience
 from rankgate.gateway.routing import LoadedRouter, RoutingTable
 from rankgate.gateway.schemas import ChatCompletionRequest, CompletionRequest
 from rankgate.gateway.state import GatewayState
@@ -60,6 +67,55 @@ def load_routing(paths: list[Path], panel: Panel, settings: Settings) -> Routing
     return table
 
 
+def _auth(settings: Settings, request_log: RequestLog) -> Auth | None:
+    """Authentication is on when an admin key is configured; otherwise the gateway is open
+    (and the CLI refuses to bind anything but loopback)."""
+    if not settings.admin_key:
+        return None
+    return Auth(KeyStore(request_log.engine), settings.admin_key)
+
+
+def _limiter(settings: Settings, request_log: RequestLog) -> Any:
+    if settings.redis_url:
+        return RedisLimiter(settings.redis_url, request_log.engine)
+    return MemoryLimiter(request_log.engine)
+
+
+def _cache(settings: Settings) -> ResponseCache | None:
+    if not settings.cache:
+        return None
+    semantic = None
+    if settings.semantic_cache:
+        from rankgate.gateway.semantic_cache import SemanticCache
+        from rankgate.routing.embed import Embedder
+
+        semantic = SemanticCache(Embedder(settings.home / "cache" / "embeddings.sqlite"),
+                                 redis_url=settings.redis_url, ttl_s=settings.cache_ttl_s,
+                                 max_entries=settings.cache_max_entries)
+    return ResponseCache(ttl_s=settings.cache_ttl_s, max_entries=settings.cache_max_entries,
+                         redis_url=settings.redis_url, semantic=semantic)
+
+
+class BodyLimit:
+    """413 for any request whose declared body is over the limit, before a handler reads it
+    (the completion endpoints also stop reading a chunked body at the limit)."""
+
+    def __init__(self, app: Any, limit: int) -> None:
+        self.app, self.limit = app, limit
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] == "http":
+            for name, value in scope["headers"]:
+                if name == b"content-length":
+                    if value.isdigit() and int(value) > self.limit:
+                        err = APIError(413, f"The request body is {int(value)} bytes; the "
+                                       f"limit is {self.limit}.", code="request_too_large")
+                        await error_response(err)(scope, receive, send)
+                        return
+                    break
+        await self.app(scope, receive, send)
+
+
 def create_app(settings: Settings | None = None, panel: Panel | None = None,
                preload: bool = False, routers: list[Path] | None = None) -> FastAPI:
     """Build a gateway. ``preload`` loads every local model at start-up instead of on first
@@ -72,15 +128,28 @@ def create_app(settings: Settings | None = None, panel: Panel | None = None,
     )
     budget = ThreadBudget(settings.threads, settings.threads_per_model)
     routing = load_routing(list(routers or []), panel, settings)
+    backends = build_backends(panel, settings, client, budget)
+    request_log = RequestLog(settings.resolved_store_url(), settings.log_queue_size,
+                             journal_dir=settings.home / "journal",
+                             batch_wait_s=settings.log_batch_wait_s)
     state = GatewayState(
         settings=settings,
         panel=panel,
-        backends=build_backends(panel, settings, client, budget),
-        pricers={m.id: Pricer(m, settings.machine_usd_per_hour) for m in panel},
-        request_log=RequestLog(settings.resolved_store_url(), settings.log_queue_size),
+        backends=backends,
+        pricers={m.id: Pricer(m, settings.machine_usd_per_hour, settings.local_tokens_per_s)
+                 for m in panel},
+        request_log=request_log,
         client=client,
         budget=budget,
         routing=routing,
+        auth=_auth(settings, request_log),
+        limiter=_limiter(settings, request_log),
+        cache=_cache(settings),
+        resilience=Resilience(
+            backends, retries=settings.retries, failure_threshold=settings.breaker_failures,
+            cooldown_s=settings.breaker_cooldown_s, default_timeout_s=settings.upstream_timeout_s),
+        metrics=Metrics(),
+        bandit_sync=BanditSync(settings.redis_url) if settings.redis_url else None,
     )
 
     @contextlib.asynccontextmanager
@@ -94,6 +163,11 @@ def create_app(settings: Settings | None = None, panel: Panel | None = None,
             yield
         finally:
             await state.request_log.close()
+            await state.limiter.aclose()
+            if state.cache is not None:
+                await state.cache.aclose()
+            if state.bandit_sync is not None:
+                await state.bandit_sync.aclose()
             for backend in state.backends.values():
                 await backend.aclose()
             await client.aclose()
@@ -104,6 +178,8 @@ def create_app(settings: Settings | None = None, panel: Panel | None = None,
                   description="OpenAI-compatible gateway in front of a ranked panel of LLMs.")
     app.state.rankgate = state
     app.include_router(build_router())
+    app.include_router(build_admin_router())
+    app.add_middleware(BodyLimit, limit=settings.max_body_bytes)
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(_: Request, exc: StarletteHTTPException) -> Response:

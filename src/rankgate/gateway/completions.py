@@ -9,6 +9,7 @@ stream has started, as an SSE error event) with an honest status.
 from __future__ import annotations
 
 import logging
+import math
 import time
 import uuid
 from collections.abc import AsyncIterator
@@ -22,7 +23,10 @@ from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 
 from rankgate.backends.base import BackendError, BackendStream, Kind, Usage
-from rankgate.gateway.errors import APIError, error_body, error_response, json_object
+from rankgate.gateway.auth import KeyInfo
+from rankgate.gateway.cache import cache_key as cache_key_of
+from rankgate.gateway.cache import cacheable
+from rankgate.gateway.errors import APIError, error_body, error_response, json_object, read_body
 from rankgate.gateway.routing import is_auto, prompt_text, route
 from rankgate.gateway.schemas import ChatCompletionRequest, CompletionRequest
 from rankgate.gateway.state import GatewayState
@@ -39,6 +43,7 @@ _CHUNK_OBJECT: dict[Kind, str] = {"chat": "chat.completion.chunk", "text": "text
 # fields the gateway owns; the backend sets its own values for them
 _NOT_FORWARDED = ("model", "stream", "stream_options", "rankgate")
 PROMPT_LOG_CHARS = 8000
+DEFAULT_RESERVE_TOKENS = 1024  # output tokens reserved for a request without max_tokens
 
 
 @dataclass
@@ -62,6 +67,12 @@ class Call:
     overhead_ms: float | None = None
     decision: Decision | None = None
     prompt: str | None = None
+    key: KeyInfo | None = None
+    ticket: Any = None  # what the limiter reserved; settled exactly once in _finish
+    cache: str | None = None  # "exact" / "semantic" when the answer came from the cache
+    fallback_from: str | None = None  # the model asked for, when another one answered
+    attempts: int = 0  # backend calls made (retries and fallbacks included)
+    finished: bool = False  # its row is logged (streams finish inside the relay)
 
     def fail(self, status: int, type_: str, code: str | None, message: str) -> None:
         self.status, self.error_type, self.error_code, self.error = status, type_, code, message
@@ -69,7 +80,8 @@ class Call:
     def row(self) -> dict[str, Any]:
         u = self.usage or Usage()
         return {
-            "id": self.id, "ts": self.ts, "endpoint": _ENDPOINTS[self.kind], "key_id": None,
+            "id": self.id, "ts": self.ts, "endpoint": _ENDPOINTS[self.kind],
+            "key_id": self.key.id if self.key else None,
             "model": self.model, "stream": self.stream, "status": self.status,
             "error_type": self.error_type, "error_code": self.error_code,
             "error": self.error[:2000] if self.error else None,
@@ -81,6 +93,7 @@ class Call:
             "overhead_ms": self.overhead_ms,
             "router": self.decision.router if self.decision else None,
             "prompt": self.prompt[:PROMPT_LOG_CHARS] if self.prompt is not None else None,
+            "cache": self.cache, "fallback_from": self.fallback_from, "attempts": self.attempts,
         }
 
 
@@ -117,7 +130,7 @@ def _jsonable(v: Any) -> bool:
 
 async def _parse(state: GatewayState, request: Request, call: Call
                  ) -> tuple[dict[str, Any], ModelSpec]:
-    body = json_object(await request.body())
+    body = json_object(await read_body(request, state.settings.max_body_bytes))
     if isinstance(body.get("model"), str):
         call.model = body["model"]
     call.stream = body.get("stream") is True
@@ -129,9 +142,17 @@ async def _parse(state: GatewayState, request: Request, call: Call
         raise APIError(400, "Send one prompt per request (a string or a one-element list).",
                        param="prompt", code="invalid_value")
     call.prompt = prompt_text(body)
+    if state.auth is not None:
+        state.auth.authorize(call.key, body["model"])
     if is_auto(body["model"]):
-        call.decision = await route(state.routing, body["model"], body)
+        knob_body = body
+        if call.key is not None and call.key.routing and body.get("rankgate") is None:
+            knob_body = {**body, "rankgate": dict(call.key.routing)}  # the key's default knob
+        call.decision = await route(state.routing, body["model"], knob_body,
+                                    state.bandit_sync)
         call.model = call.decision.model
+        if state.auth is not None:  # the router may not pick a model the key can't use
+            state.auth.authorize(call.key, call.model)
     spec = state.panel.get(call.model or body["model"])
     if spec is None:
         raise APIError(
@@ -141,6 +162,34 @@ async def _parse(state: GatewayState, request: Request, call: Call
             param="model", code="model_not_found",
         )
     return body, spec
+
+
+def _chain(state: GatewayState, call: Call, spec: ModelSpec) -> list[ModelSpec]:
+    """The model to call, then what may answer instead if it fails: for ``auto``, the router's
+    other candidates by predicted quality; otherwise the panel's ``fallbacks``. A key limited
+    to some models never falls back outside them."""
+    if call.decision is not None:
+        q = call.decision.predicted_quality
+        ids = [spec.id, *sorted((m for m in q if m != spec.id), key=lambda m: -q[m])]
+    else:
+        ids = [spec.id, *spec.fallbacks]
+    allowed = call.key.models if call.key is not None and not call.key.admin else None
+    chain = []
+    for i, m in enumerate(ids):
+        other = state.panel.get(m)
+        if other is not None and (i == 0 or allowed is None or m in allowed):
+            chain.append(other)
+    return chain
+
+
+def _estimate(payload: dict[str, Any], prompt: str) -> tuple[int, int]:
+    """(prompt tokens, output tokens) a request may use, before it runs: ~4 characters per
+    token plus per-message overhead, and its max_tokens (or a default) — for reservations."""
+    n_msgs = len(payload.get("messages") or ()) or 1
+    max_out = payload.get("max_completion_tokens") or payload.get("max_tokens")
+    if not isinstance(max_out, int) or isinstance(max_out, bool) or max_out <= 0:
+        max_out = DEFAULT_RESERVE_TOKENS
+    return len(prompt) // 4 + 4 * n_msgs, max_out
 
 
 def _forwarded(body: dict[str, Any]) -> dict[str, Any]:
@@ -157,11 +206,21 @@ def _usage_json(u: Usage) -> dict[str, int] | None:
             "total_tokens": u.input_tokens + u.output_tokens}
 
 
+def _header_safe(value: str) -> str:
+    """A client-supplied string fit for a header (control or non-ASCII characters would make
+    the HTTP server drop the connection instead of answering): percent-encoded if needed."""
+    if value.isascii() and value.isprintable():
+        return value
+    from urllib.parse import quote
+
+    return quote(value, safe="")
+
+
 def _headers(call: Call, cost: str, overhead_ms: float) -> dict[str, str]:
     h = {"x-request-id": call.id, "x-rankgate-cost-usd": cost,
          "x-rankgate-overhead-ms": f"{overhead_ms:.3f}"}
     if call.model:
-        h["x-rankgate-model"] = call.model
+        h["x-rankgate-model"] = _header_safe(call.model)
     d = call.decision
     h["x-rankgate-router"] = d.router if d else "none"
     if d is not None:
@@ -169,32 +228,57 @@ def _headers(call: Call, cost: str, overhead_ms: float) -> dict[str, str]:
         h["x-rankgate-candidates"] = d.candidates_header()
     if call.cost is not None and call.cost.usd is None:
         h["x-rankgate-cost-note"] = call.cost.basis
+    if call.fallback_from is not None:
+        h["x-rankgate-fallback"] = f"{call.fallback_from}->{call.model}"
+    if call.attempts > 1:
+        h["x-rankgate-attempts"] = str(call.attempts)
     return h
 
 
 async def handle(state: GatewayState, request: Request, kind: Kind) -> Response:
     call = Call(kind, uuid.uuid4().hex, time.perf_counter(), time.time())
     try:
+        if state.request_log.full:
+            state.metrics.count_backpressure()
+            raise APIError(503, "The gateway is overloaded (its request log is behind); retry "
+                           "shortly.", type="server_error", code="overloaded",
+                           headers={"retry-after": "1"})
+        if state.auth is not None:
+            call.key = await state.auth.authenticate(request.headers.get("authorization"),
+                                                     request.headers.get("x-api-key"))
         body, spec = await _parse(state, request, call)
-        backend = state.backends[spec.id]
         payload = _forwarded(body)
         if call.stream:
-            return await _start_stream(state, call, spec, backend, payload, body)
+            return await _start_stream(state, call, spec, payload, body)
+        await _admit(state, call, spec, payload)
+        cache_key = None
+        if state.cache is not None and cacheable(payload):
+            cache_key = cache_key_of(call.key.id if call.key else None, spec.id, kind, payload)
+            hit = await _cache_lookup(state, call, spec, cache_key, payload)
+            if hit is not None:
+                return hit
         t = time.perf_counter()
-        result = await backend.complete(kind, payload)
+        result, used, attempts = await state.resilience.complete(
+            _chain(state, call, spec), kind, payload)
         call.backend_s = time.perf_counter() - t
+        _note_attempts(call, spec, used, attempts)
         call.usage = result.usage
-        call.cost = state.pricers[spec.id].cost(result.usage.input_tokens,
+        call.cost = state.pricers[used.id].cost(result.usage.input_tokens,
                                                 result.usage.output_tokens, result.compute_s)
         out = result.body
         out["id"] = _ID_PREFIX[kind] + call.id
-        out["model"] = spec.id
+        out["model"] = used.id
         usage = _usage_json(result.usage)
         if usage is not None:
             out["usage"] = usage
         call.status = 200
         call.overhead_ms = (time.perf_counter() - call.t0 - call.backend_s) * 1000.0
         _remember(state, call)
+        if cache_key is not None and used.id == spec.id and _finished(out):
+            await state.cache.put(cache_key, out)
+            if state.cache.semantic is not None and _plain_text(payload):
+                await state.cache.semantic.store(cache_key_scope(call, spec, kind, payload),
+                                                 call.prompt, out)
         return Response(orjson.dumps(out), media_type="application/json",
                         headers=_headers(call, call.cost.header(), call.overhead_ms))
     except APIError as e:
@@ -202,17 +286,120 @@ async def handle(state: GatewayState, request: Request, kind: Kind) -> Response:
         return error_response(e, _headers(call, "0", _elapsed_ms(call)))
     except BackendError as e:
         call.fail(e.status, e.type, e.code, e.message)
+        headers = _headers(call, "unknown", _elapsed_ms(call))
+        retry_after = getattr(e, "retry_after_s", None)
+        if retry_after:
+            headers["retry-after"] = str(max(1, math.ceil(retry_after)))
         return error_response(APIError(e.status, e.message, type=e.type, param=e.param,
-                                       code=e.code), _headers(call, "unknown", _elapsed_ms(call)))
+                                       code=e.code), headers)
     except Exception as e:  # a bug of ours: still an honest 500, still logged
-        log.exception("request %s failed", call.id)
+        log.exception("request %s failed", call.id, extra={"request_id": call.id})
         call.fail(500, "server_error", "internal_error", f"{type(e).__name__}: {e}")
         return error_response(APIError(500, f"Internal error in rankgate (request {call.id}).",
                                        type="server_error", code="internal_error"),
                               _headers(call, "unknown", _elapsed_ms(call)))
     finally:
         if not call.stream or call.status != 200:
-            state.request_log.submit(call.row())
+            await _finish(state, call)
+
+
+def _plain_text(payload: dict[str, Any]) -> bool:
+    """The semantic cache compares prompt *text*: requests with images, tool calls or tool
+    results carry content the text does not show, so they only ever use the exact cache."""
+    if "prompt" in payload:
+        return bool(payload["prompt"])
+    msgs = payload.get("messages") or []
+    return bool(msgs) and all(
+        m.get("role") in ("system", "user", "assistant") and isinstance(m.get("content"), str)
+        and not m.get("tool_calls") for m in msgs)
+
+
+def _finished(body: dict[str, Any]) -> bool:
+    """Only complete answers are cached (not ones cut by max_tokens or an error)."""
+    choices = body.get("choices") or []
+    return bool(choices) and all(c.get("finish_reason") == "stop" for c in choices)
+
+
+def cache_key_scope(call: Call, spec: ModelSpec, kind: Kind, payload: dict[str, Any]) -> str:
+    """Semantic-cache scope: everything but the prompt must match for a hit."""
+    rest = {k: v for k, v in payload.items() if k not in ("messages", "prompt")}
+    return cache_key_of(call.key.id if call.key else None, spec.id, kind, rest)
+
+
+async def _cache_lookup(state: GatewayState, call: Call, spec: ModelSpec,
+                        key: str, payload: dict[str, Any]) -> Response | None:
+    body = await state.cache.get(key)
+    similarity = None
+    if body is None and state.cache.semantic is not None and _plain_text(payload):
+        scope = cache_key_scope(call, spec, call.kind, payload)
+        hit = await state.cache.semantic.lookup(scope, call.prompt)
+        if hit is not None:
+            body, similarity = hit.body, hit.similarity
+            call.cache = "semantic"
+    elif body is not None:
+        call.cache = "exact"
+    if body is None:
+        return None
+    body["id"] = _ID_PREFIX[call.kind] + call.id
+    body["created"] = int(call.ts)
+    call.status = 200
+    call.model = spec.id
+    call.cost = Cost(0.0, f"cache: {call.cache}")
+    u = body.get("usage") or {}
+    call.usage = Usage(u.get("prompt_tokens"), u.get("completion_tokens"))
+    call.overhead_ms = _elapsed_ms(call)
+    _remember(state, call)
+    headers = _headers(call, "0.0", call.overhead_ms)
+    headers["x-rankgate-cache"] = call.cache or "exact"
+    if similarity is not None:
+        headers["x-rankgate-cache-similarity"] = f"{similarity:.4f}"
+    return Response(orjson.dumps(body), media_type="application/json", headers=headers)
+
+
+async def _admit(state: GatewayState, call: Call, spec: ModelSpec,
+                 payload: dict[str, Any]) -> None:
+    """Reserve the request's estimated tokens and cost against its key's limits (429 if over)."""
+    if call.key is None or call.key.admin:
+        return
+    n_in, n_out = _estimate(payload, call.prompt or "")
+    est_cost = state.pricers[spec.id].estimate(n_in, n_out)
+    call.ticket = await state.limiter.admit(call.key, n_in + n_out, est_cost)
+
+
+def _note_attempts(call: Call, asked: ModelSpec, used: ModelSpec, attempts: list[Any]) -> None:
+    call.attempts = len(attempts)
+    call.model = used.id
+    if used.id != asked.id:
+        call.fallback_from = asked.id
+
+
+async def _finish(state: GatewayState, call: Call) -> None:
+    """Exactly once per request: log the row, settle the reservation, count the metrics.
+    Never raises: the response is already decided."""
+    call.finished = True
+    row = call.row()
+    state.request_log.submit(row)
+    try:
+        u = call.usage or Usage()
+        if call.ticket is not None:
+            tokens = None if u.input_tokens is None else u.input_tokens + (u.output_tokens or 0)
+            ticket, call.ticket = call.ticket, None
+            await state.limiter.settle(ticket, tokens, call.cost.usd if call.cost else None)
+        state.metrics.observe(
+            model=call.model, endpoint=row["endpoint"], status=call.status,
+            error_type=call.error_type, stream=call.stream,
+            latency_s=row["latency_ms"] / 1000.0, ttft_s=call.ttft_s,
+            input_tokens=u.input_tokens, output_tokens=u.output_tokens,
+            cost_usd=call.cost.usd if call.cost else None, cache=call.cache,
+            fallback=call.fallback_from is not None,
+            router=call.decision.router if call.decision else None,
+            key_id=call.key.id if call.key else None)
+    except Exception:
+        log.exception("bookkeeping of request %s failed", call.id,
+                      extra={"request_id": call.id})
+    if call.status >= 500:
+        log.warning("request failed", extra={"request_id": call.id, "status": call.status,
+                                             "model": call.model, "error": call.error})
 
 
 def _remember(state: GatewayState, call: Call) -> None:
@@ -227,28 +414,23 @@ def _elapsed_ms(call: Call) -> float:
     return (time.perf_counter() - call.t0 - call.backend_s) * 1000.0
 
 
-async def _start_stream(state: GatewayState, call: Call, spec: ModelSpec, backend: Any,
+async def _start_stream(state: GatewayState, call: Call, spec: ModelSpec,
                         payload: dict[str, Any], body: dict[str, Any]) -> Response:
     """Open the backend stream and wait for its first event before sending headers, so an
-    upstream that fails before producing anything still gets an honest HTTP error status."""
+    upstream that fails before producing anything still gets an honest HTTP error status (and
+    a retry or a fallback: nothing has been sent yet)."""
+    await _admit(state, call, spec, payload)
     t = time.perf_counter()
-    bstream = await backend.stream(call.kind, payload)
-    events = aiter(bstream)
-    try:
-        first = await anext(events)
-    except StopAsyncIteration:
-        first = None
-    except BaseException:
-        with anyio.CancelScope(shield=True):
-            await bstream.aclose()
-        raise
+    bstream, first, events, used, attempts = await state.resilience.stream(
+        _chain(state, call, spec), call.kind, payload)
+    _note_attempts(call, spec, used, attempts)
     pre_backend_ms = (t - call.t0) * 1000.0
     call.status = 200
     include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
     headers = _headers(call, "pending", pre_backend_ms)
     headers["cache-control"] = "no-cache"
     return StreamingResponse(
-        _relay(state, call, spec, bstream, _prepend(first, events), include_usage, t,
+        _relay(state, call, used, bstream, _prepend(first, events), include_usage, t,
                pre_backend_ms),
         media_type="text/event-stream", headers=headers,
     )
@@ -291,6 +473,8 @@ async def _relay(state: GatewayState, call: Call, spec: ModelSpec, bstream: Back
                                   "request_id": call.id}}
             yield b"data: " + orjson.dumps(final) + b"\n\n"
         _remember(state, call)
+        # logged (journaled) before the client sees [DONE]: an acknowledged stream is never lost
+        await _finish_stream(state, call, bstream, t_backend, pre_backend_ms)
         yield b"data: [DONE]\n\n"
     except BackendError as e:
         call.fail(e.status, e.type, e.code, f"mid-stream: {e.message}")
@@ -307,8 +491,16 @@ async def _relay(state: GatewayState, call: Call, spec: ModelSpec, bstream: Back
     finally:
         with anyio.CancelScope(shield=True):
             await bstream.aclose()
-        call.backend_s = call.backend_s or time.perf_counter() - t_backend
-        call.overhead_ms = pre_backend_ms
-        if call.usage is None:
-            call.usage = bstream.stats.usage
-        state.request_log.submit(call.row())
+            await _finish_stream(state, call, bstream, t_backend, pre_backend_ms)
+
+
+async def _finish_stream(state: GatewayState, call: Call, bstream: BackendStream,
+                         t_backend: float, pre_backend_ms: float) -> None:
+    if call.finished:
+        return
+    call.finished = True
+    call.backend_s = call.backend_s or time.perf_counter() - t_backend
+    call.overhead_ms = pre_backend_ms
+    if call.usage is None:
+        call.usage = bstream.stats.usage
+    await _finish(state, call)

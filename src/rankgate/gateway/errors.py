@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 import orjson
+from starlette.requests import Request
 from starlette.responses import Response
 
 
@@ -24,6 +25,24 @@ class APIError(Exception):
         self.param = param
         self.code = code
         self.headers = headers or {}
+
+
+async def read_body(request: Request, limit: int) -> bytes:
+    """The request body, or a 413 as soon as it grows past ``limit`` bytes (chunked uploads
+    included: a declared content-length is checked before reading anything)."""
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise APIError(413, f"The request body is {int(declared)} bytes; the limit is {limit}.",
+                       code="request_too_large")
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise APIError(413, f"The request body is larger than the limit of {limit} bytes.",
+                           code="request_too_large")
+        chunks.append(chunk)
+    return b"".join(chunks)
 
 
 def json_object(raw: bytes) -> dict[str, Any]:

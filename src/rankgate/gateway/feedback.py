@@ -18,7 +18,8 @@ from sqlalchemy import insert, select
 from starlette.requests import Request
 from starlette.responses import Response
 
-from rankgate.gateway.errors import APIError, error_response, json_object
+from rankgate.gateway.errors import APIError, error_response, json_object, read_body
+from rankgate.gateway.routing import sync_bandit
 from rankgate.gateway.state import GatewayState
 from rankgate.store.tables import outcomes, request_log
 
@@ -74,7 +75,9 @@ def _store(state: GatewayState, row: dict[str, Any]) -> None:
 
 async def handle_feedback(state: GatewayState, request: Request) -> Response:
     try:
-        rid, score, comment = _parse(await request.body())
+        if state.auth is not None:
+            await state.auth.authenticate(request.headers.get("authorization"))
+        rid, score, comment = _parse(await read_body(request, state.settings.max_body_bytes))
         loop = asyncio.get_running_loop()
         info = state.recent.get(rid) or await loop.run_in_executor(None, _lookup_db, state, rid)
         if info is None:
@@ -89,8 +92,13 @@ async def handle_feedback(state: GatewayState, request: Request) -> Response:
         updated = False
         loaded = state.routing.routers.get(info.get("router") or "")
         if loaded is not None and hasattr(loaded.router, "update"):
-            await loop.run_in_executor(state.routing.executor, loaded.router.update,
-                                       info["prompt"], info["model"], score)
+            if state.bandit_sync is not None:  # shared: every instance applies it, in order
+                await state.bandit_sync.publish(info["router"], info["prompt"], info["model"],
+                                                score)
+                await sync_bandit(state.routing, info["router"], state.bandit_sync)
+            else:
+                await loop.run_in_executor(state.routing.executor, loaded.router.update,
+                                           info["prompt"], info["model"], score)
             updated = True
         return Response(orjson.dumps({"object": "feedback", "request_id": rid,
                                       "model": info["model"], "score": score,

@@ -9,6 +9,7 @@ from starlette.responses import Response
 
 from rankgate.backends.llamacpp import LlamaCppBackend
 from rankgate.gateway.completions import handle
+from rankgate.gateway.errors import APIError, error_response
 from rankgate.gateway.feedback import handle_feedback
 from rankgate.gateway.schemas import ChatCompletionRequest, CompletionRequest
 from rankgate.gateway.state import GatewayState
@@ -37,8 +38,13 @@ def build_router() -> APIRouter:
         return await handle_feedback(_state(request), request)
 
     @router.get("/v1/models")
-    async def list_models(request: Request) -> dict[str, Any]:
+    async def list_models(request: Request) -> Any:
         state = _state(request)
+        if state.auth is not None:
+            try:
+                await state.auth.authenticate(request.headers.get("authorization"))
+            except APIError as e:
+                return error_response(e)
         data = [
             {"id": m.id, "object": "model", "created": int(state.started),
              "owned_by": "rankgate", "backend": m.backend,
@@ -63,7 +69,24 @@ def build_router() -> APIRouter:
                 info["ready"] = b.model_path.is_file()
                 info["loaded"] = b.loaded
             models[m.id] = info
-        return {"status": "ok", "models": models, "request_log": state.request_log.stats()}
+        out: dict[str, Any] = {"status": "ok", "models": models,
+                               "request_log": state.request_log.stats(),
+                               "breakers": state.resilience.breaker_states(),
+                               "auth": state.auth is not None,
+                               "redis": state.settings.redis_url is not None}
+        if state.cache is not None:
+            out["cache"] = dict(vars(state.cache.stats))
+        return out
+
+    @router.get("/metrics", include_in_schema=False)
+    async def metrics(request: Request) -> Response:
+        """Prometheus text format (unauthenticated, like most exporters: bind it privately)."""
+        state = _state(request)
+        stats = state.request_log.stats()
+        state.metrics.set_queue(stats["queued"], stats["dropped"], stats["capacity"])
+        state.metrics.set_breakers(state.resilience.breaker_states())
+        body, content_type = state.metrics.render()
+        return Response(body, media_type=content_type)
 
     return router
 

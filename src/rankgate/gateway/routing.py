@@ -101,13 +101,27 @@ def prompt_text(body: dict[str, Any]) -> str:
     return p[0] if isinstance(p, list) and p else str(p)
 
 
-async def route(table: RoutingTable, model: str, body: dict[str, Any]) -> Decision:
+async def sync_bandit(table: RoutingTable, name: str, sync: Any) -> None:
+    """Fold in feedback other gateways (or this one) published for bandit ``name``."""
+    router = table.routers[name].router
+    events = await sync.pull(name)
+    if events:
+        def apply() -> None:
+            for e in events:
+                router.update(e["prompt"], e["model"], e["score"])  # type: ignore[attr-defined]
+        await asyncio.get_running_loop().run_in_executor(table.executor, apply)
+
+
+async def route(table: RoutingTable, model: str, body: dict[str, Any],
+                sync: Any = None) -> Decision:
     name, loaded = table.resolve(model)
     knob = parse_knob(body)
     text = prompt_text(body)
     loop = asyncio.get_running_loop()
     router = loaded.router
     if hasattr(router, "select"):  # the bandit explores
+        if sync is not None:
+            await sync_bandit(table, name, sync)
         def pick() -> Decision:
             j, mean = router.select(text, loaded.costs, knob)  # type: ignore[attr-defined]
             return Decision(router.models[j], name,

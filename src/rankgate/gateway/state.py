@@ -33,6 +33,7 @@ class GatewayState:
     cache: Any = None  # gateway/cache.py ResponseCache
     resilience: Any = None  # gateway/resilience.py Resilience
     metrics: Any = None  # gateway/metrics.py Metrics
+    bandit_sync: Any = None  # gateway/bandit_sync.py BanditSync (with Redis)
     started: float = field(default_factory=time.time)
     # request id -> what feedback needs, for requests too recent to be in the database yet
     recent: OrderedDict[str, dict[str, Any]] = field(default_factory=OrderedDict)

@@ -6,6 +6,12 @@ so neither the event loop nor the default executor ever waits on the database. I
 full the row is *counted* (``dropped``) and a warning names its request id — reported on
 ``/healthz``, never silent. A failed write is retried with backoff; the batch is kept meanwhile.
 ``close`` drains everything still queued before the process exits.
+
+With a journal directory (the gateway always gives one), every row is also appended to this
+process's write-ahead journal (``store/journal.py``) before ``submit`` returns, i.e. before the
+response leaves: a gateway killed with SIGKILL mid-burst loses no acknowledged request, because
+the next start replays the orphaned journal. A full queue then spills to the journal only
+(counted as ``spilled``, replayed once the queue drains) instead of dropping the row.
 """
 
 from __future__ import annotations
@@ -14,21 +20,44 @@ import asyncio
 import contextlib
 import logging
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, insert, select
+from sqlalchemy import Engine, Insert, insert, select
 
+from rankgate.store import journal as journal_mod
 from rankgate.store.tables import make_engine, request_log
 
 log = logging.getLogger("rankgate.request_log")
 
 BATCH_MAX = 500
+JOURNAL_TRUNCATE_BYTES = 256 * 1024
+
+
+def insert_ignoring_duplicates(engine: Engine) -> Insert:
+    """INSERT that skips rows whose request id is already in the table (journal replay)."""
+    if engine.dialect.name == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert as pg_insert
+
+        return pg_insert(request_log).on_conflict_do_nothing(index_elements=["id"])
+    if engine.dialect.name == "sqlite":
+        from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+        return sqlite_insert(request_log).on_conflict_do_nothing(index_elements=["id"])
+    return insert(request_log).prefix_with("IGNORE")  # MySQL-style
 
 
 class RequestLog:
-    def __init__(self, url: str, queue_size: int = 10_000) -> None:
+    def __init__(self, url: str, queue_size: int = 10_000,
+                 journal_dir: Path | None = None, batch_wait_s: float = 0.0) -> None:
         self.engine: Engine = make_engine(url)
+        self.batch_wait_s = batch_wait_s  # gather rows this long before a write (fewer writes)
         self.queue_size = queue_size
+        self.journal_dir = journal_dir
+        self.journal: journal_mod.Journal | None = None
+        self.spilled = 0  # rows only in the journal because the queue was full
+        self.replayed = 0  # rows recovered from journals (of dead processes, or spills)
+        self._spill_pending = False
         self._queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue(maxsize=queue_size)
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="request-log")
         self._task: asyncio.Task[None] | None = None
@@ -39,15 +68,31 @@ class RequestLog:
 
     # -- producer side (request path) ----------------------------------------------------
     def submit(self, row: dict[str, Any]) -> bool:
-        """Queue one row; never blocks. False (and counted) if the queue is full."""
+        """Journal and queue one row; never blocks. False if the queue is full: the row is
+        then in the journal only (``spilled``, replayed later) or, without a journal, lost and
+        counted (``dropped``)."""
+        if self.journal is not None:
+            try:
+                self.journal.append(row)
+            except OSError:
+                log.exception("request journal write failed for request %s", row.get("id"))
         try:
             self._queue.put_nowait(row)
             return True
         except asyncio.QueueFull:
+            if self.journal is not None:
+                self.spilled += 1
+                self._spill_pending = True
+                return False
             self.dropped += 1
             log.warning("request log queue full (%d): row for request %s not logged",
                         self.queue_size, row.get("id"))
             return False
+
+    @property
+    def full(self) -> bool:
+        """The writer is behind by a whole queue: time for back-pressure."""
+        return self._queue.qsize() >= self.queue_size
 
     @property
     def depth(self) -> int:
@@ -56,12 +101,55 @@ class RequestLog:
 
     def stats(self) -> dict[str, int]:
         return {"written": self.written, "queued": self.depth, "dropped": self.dropped,
+                "spilled": self.spilled, "replayed": self.replayed,
                 "write_errors": self.write_errors, "capacity": self.queue_size}
 
     # -- consumer side -------------------------------------------------------------------
     def start(self) -> None:
+        """Replay journals of dead processes, open our own, start the writer."""
+        if self.journal_dir is not None and self.journal is None:
+            self.recover()
+            self.journal = journal_mod.Journal(self.journal_dir)
         if self._task is None:
             self._task = asyncio.get_running_loop().create_task(self._run(), name="request-log")
+
+    def recover(self) -> int:
+        """Insert the rows of every orphaned journal (insert-or-ignore), then delete it."""
+        if self.journal_dir is None or not self.journal_dir.is_dir():
+            return 0
+        n = 0
+        with journal_mod.orphans(self.journal_dir) as paths:
+            for path in paths:
+                rows = list(journal_mod.read_rows(path))
+                self._replay(rows)
+                n += len(rows)
+                path.unlink()
+        if n:
+            log.warning("request log: replayed %d row(s) from the journals of stopped gateways",
+                        n)
+        return n
+
+    def _replay(self, rows: list[dict[str, Any]]) -> None:
+        stmt = insert_ignoring_duplicates(self.engine)
+        for s in range(0, len(rows), BATCH_MAX):
+            with self.engine.begin() as conn:
+                conn.execute(stmt, rows[s: s + BATCH_MAX])
+        self.replayed += len(rows)
+
+    async def _after_commit(self) -> None:
+        """Once everything accepted is committed: replay spills, then empty the journal."""
+        j = self.journal
+        if j is None or self.depth:
+            return
+        if self._spill_pending:
+            self._spill_pending = False
+            rows = j.rows()
+            await asyncio.get_running_loop().run_in_executor(self._executor, self._replay, rows)
+            if self.depth:  # new rows arrived meanwhile: they are in the journal; keep it
+                return
+            j.truncate()
+        elif j.size > JOURNAL_TRUNCATE_BYTES:
+            j.truncate()
 
     def _write(self, rows: list[dict[str, Any]]) -> None:
         with self.engine.begin() as conn:
@@ -85,6 +173,8 @@ class RequestLog:
     async def _run(self) -> None:
         while True:
             first = await self._queue.get()
+            if self.batch_wait_s:
+                await asyncio.sleep(self.batch_wait_s)
             batch = [first]
             while len(batch) < BATCH_MAX:
                 try:
@@ -94,6 +184,7 @@ class RequestLog:
             self._in_flight += len(batch)
             try:
                 await self._write_with_retry(batch)
+                await self._after_commit()
             finally:
                 for _ in batch:
                     self._queue.task_done()
@@ -104,13 +195,24 @@ class RequestLog:
 
     async def close(self, timeout_s: float = 30.0) -> None:
         """Drain the queue (bounded by ``timeout_s``), then stop the writer."""
+        drained = True
         if self._task is not None:
-            with contextlib.suppress(asyncio.TimeoutError):
+            try:
                 await asyncio.wait_for(self.flush(), timeout_s)
+            except TimeoutError:
+                drained = False
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
             self._task = None
+        if self.journal is not None:
+            if drained and self._spill_pending:
+                await asyncio.get_running_loop().run_in_executor(
+                    self._executor, self._replay, self.journal.rows())
+                self._spill_pending = False
+            # a journal with uncommitted rows stays on disk: the next start replays it
+            self.journal.close(delete=drained and not self._spill_pending)
+            self.journal = None
         self._executor.shutdown(wait=True)
         self.engine.dispose()
 

@@ -7,6 +7,7 @@ from sqlalchemy import (
     Column,
     Engine,
     Float,
+    Index,
     Integer,
     MetaData,
     String,
@@ -41,6 +42,10 @@ request_log = Table(
     Column("overhead_ms", Float),
     Column("router", String(64)),  # set when model was "auto"
     Column("prompt", Text),  # the request as router text (truncated), for feedback outcomes
+    Column("cache", String(16)),  # "exact" / "semantic" when answered from the cache
+    Column("fallback_from", String(200)),  # the model asked for, when another one answered
+    Column("attempts", Integer),  # backend calls made, retries and fallbacks included
+    Index("ix_request_log_key_ts", "key_id", "ts"),  # a key's spend this period
 )
 
 #: Outcomes that arrive through the gateway (user feedback); same fields as outcomes.jsonl.
@@ -58,6 +63,27 @@ outcomes = Table(
     Column("router", String(64)),
     Column("comment", Text),
     Column("ts", Float, nullable=False),
+)
+
+
+#: Virtual API keys (gateway/auth.py). Only the sha256 of a secret is stored; ``prefix`` is a
+#: short, non-secret part of it that people use to tell keys apart. A key is never deleted,
+#: only revoked, so request-log rows keep pointing at a known key id.
+api_keys = Table(
+    "api_keys",
+    metadata,
+    Column("id", String(64), primary_key=True),
+    Column("name", String(200), nullable=False),
+    Column("prefix", String(32), nullable=False),
+    Column("secret_sha256", String(64), nullable=False, unique=True),
+    Column("models", Text),  # JSON list of allowed model ids; NULL = all models
+    Column("rpm", Integer),
+    Column("tpm", Integer),
+    Column("budget_usd", Float),
+    Column("budget_period", String(16), nullable=False, default="month"),
+    Column("routing", Text),  # JSON object: the default routing knob
+    Column("created_at", Float, nullable=False),
+    Column("revoked_at", Float),
 )
 
 
@@ -83,4 +109,24 @@ def make_engine(url: str) -> Engine:
             cur.close()
 
     metadata.create_all(engine)
+    _add_missing_columns(engine)
     return engine
+
+
+def _add_missing_columns(engine: Engine) -> None:
+    """Columns added to a table after a database was created get added to it (nullable, no
+    data rewrite), so a request log from an older rankgate keeps working."""
+    from sqlalchemy import inspect, text
+
+    insp = inspect(engine)
+    for table in metadata.sorted_tables:
+        if not insp.has_table(table.name):
+            continue
+        have = {c["name"] for c in insp.get_columns(table.name)}
+        for col in table.columns:
+            if col.name not in have and col.nullable and not col.primary_key:
+                ddl = col.type.compile(dialect=engine.dialect)
+                with engine.begin() as conn:
+                    conn.execute(text(f'ALTER TABLE {table.name} ADD COLUMN "{col.name}" {ddl}'))
+        for index in table.indexes:
+            index.create(engine, checkfirst=True)
