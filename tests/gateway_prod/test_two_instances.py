@@ -69,6 +69,22 @@ def test_a_key_created_on_one_instance_works_on_the_other(pair):
     assert _client(b, key).chat.completions.create(model="good", messages=MSG).choices
 
 
+def test_auto_routing_only_picks_models_the_key_may_use(pair):
+    a, _ = pair
+    ask = {"model": "auto:bandit", "messages": [{"role": "user", "content":
+                                                 "Tell me a regex for phone numbers."}],
+           "extra_body": {"rankgate": {"min_quality": 1.0}}}
+    # runs before the feedback test below, which teaches the bandit to avoid a model
+    free = _client(a, ADMIN).chat.completions.with_raw_response.create(**ask)
+    assert free.headers["x-rankgate-model"] == "strong"  # quality first: the strong model
+    key = _key(a, models=["auto", "cheap"])["key"]
+    limited = _client(a, key).chat.completions.with_raw_response.create(**ask)
+    assert limited.headers["x-rankgate-model"] == "cheap"
+    only_good = _key(a, models=["auto", "good"])["key"]  # the router never picks 'good'
+    with pytest.raises(openai.PermissionDeniedError):
+        _client(a, only_good).chat.completions.create(**ask)
+
+
 def test_rpm_limit_holds_across_both_instances(pair):
     a, b = pair
     key = _key(a, rpm=4)["key"]
@@ -135,3 +151,4 @@ def test_feedback_given_to_one_instance_teaches_the_other_ones_bandit(pair):
         if chosen != start:
             break
     assert chosen != start  # instance B learned from feedback it never received
+

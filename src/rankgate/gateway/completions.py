@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import anyio
+import numpy as np
 import orjson
 from pydantic import BaseModel, ValidationError
 from starlette.requests import Request
@@ -27,12 +28,12 @@ from rankgate.gateway.auth import KeyInfo
 from rankgate.gateway.cache import cache_key as cache_key_of
 from rankgate.gateway.cache import cacheable
 from rankgate.gateway.errors import APIError, error_body, error_response, json_object, read_body
-from rankgate.gateway.routing import is_auto, prompt_text, route
+from rankgate.gateway.routing import is_auto, parse_knob, prompt_text, route
 from rankgate.gateway.schemas import ChatCompletionRequest, CompletionRequest
 from rankgate.gateway.state import GatewayState
 from rankgate.panel import ModelSpec
 from rankgate.pricing import Cost
-from rankgate.routing.base import Decision
+from rankgate.routing.base import Decision, Knob, choose
 
 log = logging.getLogger("rankgate.gateway")
 
@@ -150,9 +151,9 @@ async def _parse(state: GatewayState, request: Request, call: Call
             knob_body = {**body, "rankgate": dict(call.key.routing)}  # the key's default knob
         call.decision = await route(state.routing, body["model"], knob_body,
                                     state.bandit_sync)
+        if call.key is not None and call.key.models is not None and not call.key.admin:
+            call.decision = restrict(call.decision, call.key, parse_knob(knob_body))
         call.model = call.decision.model
-        if state.auth is not None:  # the router may not pick a model the key can't use
-            state.auth.authorize(call.key, call.model)
     spec = state.panel.get(call.model or body["model"])
     if spec is None:
         raise APIError(
@@ -162,6 +163,23 @@ async def _parse(state: GatewayState, request: Request, call: Call
             param="model", code="model_not_found",
         )
     return body, spec
+
+
+def restrict(d: Decision, key: KeyInfo, knob: Knob) -> Decision:
+    """The same routing decision among only the models this key may use (the knob applied
+    again to those candidates), or 403 when the router knows none of them."""
+    allowed = [m for m in d.predicted_quality if key.models and m in key.models]
+    if d.model in allowed:
+        return d
+    if not allowed:
+        raise APIError(403, f"The key {key.label} may use none of the models this router "
+                       f"chooses from ({', '.join(d.predicted_quality)}).", param="model",
+                       type="permission_error", code="model_not_allowed")
+    pred = np.array([[d.predicted_quality[m] for m in allowed]])
+    costs = np.array([np.nan if d.estimated_cost.get(m) is None else d.estimated_cost[m]
+                      for m in allowed], dtype=float)
+    return Decision(allowed[int(choose(pred, costs, knob)[0])], d.router, d.predicted_quality,
+                    d.estimated_cost)
 
 
 def _chain(state: GatewayState, call: Call, spec: ModelSpec) -> list[ModelSpec]:
