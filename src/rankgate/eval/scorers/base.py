@@ -49,3 +49,17 @@ class Scorer(Protocol):
     def score(self, response: str, item: Item) -> Score:
         """Score one response. Never raises on odd responses: an unusable answer scores 0."""
         ...
+
+
+def usable_text(scorer: Scorer, response: str, item: Item) -> str | Score:
+    """The shared prelude of scorers that need a checked target and a non-empty answer: the
+    response text, or the 0.0 ``Score`` that says why there is nothing to grade (a broken
+    target is reported as such rather than raising mid-run)."""
+    try:
+        scorer.check(item)
+    except ValueError as exc:
+        return Score(0.0, f"unusable target: {exc}")
+    text = response if isinstance(response, str) else ""
+    if not text.strip():
+        return Score(0.0, "empty response")
+    return text

@@ -40,7 +40,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from rankgate.eval.scorers.base import Item, Score
+from rankgate.eval.scorers.base import Item, Score, usable_text
 from rankgate.eval.scorers.json_schema import parse_strict_json, schema_validator, validation_error
 from rankgate.eval.scorers.regex import compile_pattern
 
@@ -374,13 +374,9 @@ class ConstraintsScorer:
             validate_constraint(c)
 
     def score(self, response: str, item: Item) -> Score:
-        try:
-            self.check(item)
-        except ValueError as exc:
-            return Score(0.0, f"unusable target: {exc}")
-        text = response if isinstance(response, str) else ""
-        if not text.strip():
-            return Score(0.0, "empty response")
+        text = usable_text(self, response, item)
+        if isinstance(text, Score):
+            return text
         failed = []
         for c in item.target:
             try:

@@ -36,7 +36,7 @@ import re
 import unicodedata
 from typing import Any
 
-from rankgate.eval.scorers.base import Item, Score
+from rankgate.eval.scorers.base import Item, Score, usable_text
 from rankgate.eval.scorers.constraints import count_words
 
 _TOKEN = re.compile(
@@ -136,13 +136,9 @@ class KeyFactsScorer:
             raise ValueError("metadata.reference must be a string")
 
     def score(self, response: str, item: Item) -> Score:
-        try:
-            self.check(item)
-        except ValueError as exc:
-            return Score(0.0, f"unusable target: {exc}")
-        text = response if isinstance(response, str) else ""
-        if not text.strip():
-            return Score(0.0, "empty response")
+        text = usable_text(self, response, item)
+        if isinstance(text, Score):
+            return text
         haystack = _joined(text)
         present = [any(_present(a, haystack) for a in _alternatives(f)) for f in item.target]
         missing = [_label(f) for f, ok in zip(item.target, present, strict=True) if not ok]
