@@ -30,6 +30,10 @@ PANEL = [
     {"id": "hang", "backend": "faulty", "upstream_model": "hang", "timeout_s": 0.3, **PRICES},
     {"id": "flaky", "backend": "faulty", "upstream_model": "flaky-3", **PRICES},
     {"id": "midstream", "backend": "faulty", "upstream_model": "err-in-stream", **PRICES},
+    *({"id": f"f-{fault}", "backend": "faulty", "upstream_model": fault, "timeout_s": 0.3,
+       **PRICES} for fault in ("error-500", "error-503", "rate-limit-429", "bad-request-400",
+                               "slow-50", "hang", "err-in-stream", "truncated-stream",
+                               "bad-json", "error-in-200")),
 ]
 MSG = [{"role": "user", "content": "hi"}]
 
@@ -197,6 +201,33 @@ def test_error_mid_stream_ends_with_an_error_event_and_is_logged(gw):
     rid = stream.response.headers["x-request-id"]
     row = gw.log_row(rid)
     assert row["status"] >= 500 and "mid-stream" in row["error"]
+
+
+@pytest.mark.parametrize(("fault", "status"), [
+    ("error-500", 502), ("error-503", 502), ("rate-limit-429", 429), ("bad-request-400", 400),
+    ("slow-50", 200), ("hang", 504), ("bad-json", 502), ("error-in-200", 502)])
+def test_each_fault_gets_its_honest_status_and_a_log_row(gw, fault, status):
+    r = httpx.post(gw.base_url + "/chat/completions",
+                   json={"model": f"f-{fault}", "messages": MSG},
+                   headers={"authorization": f"Bearer {ADMIN}"}, timeout=30)
+    assert r.status_code == status, r.text
+    if status != 200:
+        assert set(r.json()["error"]) == {"message", "type", "param", "code"}
+    row = gw.log_row(r.headers["x-request-id"])
+    assert row["status"] == status and row["model"] == f"f-{fault}"
+
+
+@pytest.mark.parametrize("fault", ["err-in-stream", "truncated-stream"])
+def test_a_stream_that_breaks_ends_with_an_error_event_not_a_silent_cut(gw, fault):
+    stream = client(gw, ADMIN).chat.completions.create(model=f"f-{fault}", messages=MSG,
+                                                       stream=True)
+    chunks = 0
+    with pytest.raises(openai.APIError):
+        for _ in stream:
+            chunks += 1
+    assert chunks >= 1  # it did start: the failure came mid-stream
+    row = gw.log_row(stream.response.headers["x-request-id"])
+    assert row["status"] == 502 and row["error"].startswith("mid-stream")
 
 
 # -- cache ------------------------------------------------------------------------------------
