@@ -4,18 +4,16 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import httpx
-
 from rankgate.backends.base import Backend
 from rankgate.backends.faulty import FaultyBackend
 from rankgate.backends.llamacpp import LlamaCppBackend, ThreadBudget
-from rankgate.backends.openai_http import OpenAIHTTPBackend
+from rankgate.backends.openai_http import OpenAIHTTPBackend, UpstreamPool
 from rankgate.config import Settings
 from rankgate.local_models import BUNDLED, model_path
 from rankgate.panel import ModelSpec, Panel
 
 
-def build_backend(spec: ModelSpec, settings: Settings, client: httpx.AsyncClient,
+def build_backend(spec: ModelSpec, settings: Settings, client: UpstreamPool,
                   budget: ThreadBudget) -> Backend:
     """The backend object for one panel model (nothing is loaded or connected yet)."""
     if spec.backend == "openai":
@@ -30,7 +28,7 @@ def build_backend(spec: ModelSpec, settings: Settings, client: httpx.AsyncClient
     return LlamaCppBackend(spec, Path(spec.path).expanduser(), budget)
 
 
-def build_backends(panel: Panel, settings: Settings, client: httpx.AsyncClient,
+def build_backends(panel: Panel, settings: Settings, client: UpstreamPool,
                    budget: ThreadBudget) -> dict[str, Backend]:
     return {spec.id: build_backend(spec, settings, client, budget) for spec in panel}
 

@@ -258,14 +258,13 @@ def evaluate(items: list[Item], models: list[str], out: Path, *, panel: Any, set
              cfg: RunConfig | None = None, use_cache: bool = True, judge: str | None = None,
              on_progress: Callable[[Progress], None] | None = None) -> Progress:
     """Build the backends for ``models`` from ``panel`` and run them over ``items``."""
-    import httpx
-
     from rankgate.backends import ThreadBudget, build_backend
+    from rankgate.backends.openai_http import UpstreamPool
 
     cfg = cfg or RunConfig()
 
     async def main() -> Progress:
-        client = httpx.AsyncClient(timeout=settings.upstream_timeout_s)
+        client = UpstreamPool()
         budget = ThreadBudget(settings.threads, settings.threads_per_model)
         backends = {m: build_backend(panel.get(m), settings, client, budget) for m in models}
         judge_backend = None

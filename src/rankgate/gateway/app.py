@@ -13,7 +13,6 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
-import httpx
 import numpy as np
 from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
@@ -23,6 +22,7 @@ from starlette.responses import Response
 
 from rankgate.backends import ThreadBudget, build_backends
 from rankgate.backends.llamacpp import LlamaCppBackend
+from rankgate.backends.openai_http import UpstreamPool
 from rankgate.config import Settings
 from rankgate.gateway.admin_api import build_admin_router
 from rankgate.gateway.auth import Auth, KeyStore
@@ -122,10 +122,8 @@ def create_app(settings: Settings | None = None, panel: Panel | None = None,
     use (slower start, no cold first request)."""
     settings = settings or Settings()
     panel = panel or default_panel()
-    client = httpx.AsyncClient(
-        limits=httpx.Limits(max_connections=1000, max_keepalive_connections=200),
-        timeout=httpx.Timeout(settings.upstream_timeout_s, connect=10.0),
-    )
+    # one upstream connection pool; its aiohttp session starts inside the server's loop
+    client = UpstreamPool(max_connections=1000)
     budget = ThreadBudget(settings.threads, settings.threads_per_model)
     routing = load_routing(list(routers or []), panel, settings)
     backends = build_backends(panel, settings, client, budget)

@@ -7,9 +7,8 @@ from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Any
 
-import httpx
-
 from rankgate.backends import Backend, ThreadBudget
+from rankgate.backends.openai_http import UpstreamPool
 from rankgate.config import Settings
 from rankgate.gateway.routing import RoutingTable
 from rankgate.panel import Panel
@@ -24,7 +23,7 @@ class GatewayState:
     backends: dict[str, Backend]
     pricers: dict[str, Pricer]
     request_log: RequestLog
-    client: httpx.AsyncClient
+    client: UpstreamPool
     budget: ThreadBudget
     routing: RoutingTable = field(default_factory=RoutingTable)
     # production features (issue #5); each is built by the app factory from settings
