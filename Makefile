@@ -20,7 +20,8 @@ SAMPLE ?= 6
 run: $(VENV)/.stamp-run
 	$(VENV)/bin/rankgate panel prepare
 	$(VENV)/bin/rankgate panel list
-	$(VENV)/bin/rankgate eval --workload builtin --sample $(SAMPLE) --out $(WORK)/live-sample.jsonl
+	rm -f $(WORK)/live-sample.jsonl
+	$(VENV)/bin/rankgate eval --workload builtin --sample $(SAMPLE) --no-cache --out $(WORK)/live-sample.jsonl
 	$(VENV)/bin/rankgate rank --outcomes $(WORK)/live-sample.jsonl
 	$(VENV)/bin/rankgate rank --outcomes embedded --html $(WORK)/report.html --png $(WORK)/plots
 	$(VENV)/bin/rankgate route train --outcomes embedded --router ensemble --out $(WORK)/router.npz
