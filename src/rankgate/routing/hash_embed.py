@@ -41,8 +41,9 @@ from typing import Any
 
 import numpy as np
 
+from rankgate.routing.window import head_tail_window
+
 N_SURFACE = 5
-_SEP = " … "
 _CODE = re.compile(r"```|\bdef |\bimport |\breturn\b|\bclass |#include|\bfunction\b|=>|;\s*$|"
                    r"\bprint\(|\bconsole\.|\bpublic |\bint |\bSELECT\b", re.M)
 _MATH = re.compile(r"\$|\\frac|\\sqrt|\^|\d\s*[-+*/=]\s*\d|\b(?:solve|calculate|compute|"
@@ -98,14 +99,7 @@ class HashEmbedder:
 
     def window(self, text: str) -> str:
         """The part of ``text`` that is read (all of it when short enough), encodable as UTF-8."""
-        if len(text) > self.head_chars + self.tail_chars:
-            tail = text[len(text) - self.tail_chars:] if self.tail_chars else ""
-            text = text[: self.head_chars] + _SEP + tail
-        try:
-            text.encode("utf-8")
-        except UnicodeEncodeError:
-            text = text.encode("utf-8", "replace").decode("utf-8")
-        return text
+        return head_tail_window(text, self.head_chars, self.tail_chars)
 
     def __call__(self, texts: Sequence[str]) -> np.ndarray:
         return self.embed(texts)
