@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from collections import OrderedDict
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rankgate.backends import Backend, ThreadBudget
 from rankgate.backends.openai_http import UpstreamPool
@@ -14,6 +14,14 @@ from rankgate.gateway.routing import RoutingTable
 from rankgate.panel import Panel
 from rankgate.pricing import Pricer
 from rankgate.store.request_log import RequestLog
+
+if TYPE_CHECKING:  # the production pieces import gateway modules that import this one
+    from rankgate.gateway.auth import Auth
+    from rankgate.gateway.bandit_sync import BanditSync
+    from rankgate.gateway.cache import ResponseCache
+    from rankgate.gateway.limits import Limiter
+    from rankgate.gateway.metrics import Metrics
+    from rankgate.gateway.resilience import Resilience
 
 
 @dataclass
@@ -25,14 +33,13 @@ class GatewayState:
     request_log: RequestLog
     client: UpstreamPool
     budget: ThreadBudget
+    limiter: Limiter  # MemoryLimiter, or RedisLimiter shared by several gateways
+    resilience: Resilience
+    metrics: Metrics
     routing: RoutingTable = field(default_factory=RoutingTable)
-    # production features (issue #5); each is built by the app factory from settings
-    auth: Any = None  # gateway/auth.py Auth: admin key + virtual keys (None: open gateway)
-    limiter: Any = None  # gateway/limits.py MemoryLimiter | RedisLimiter
-    cache: Any = None  # gateway/cache.py ResponseCache
-    resilience: Any = None  # gateway/resilience.py Resilience
-    metrics: Any = None  # gateway/metrics.py Metrics
-    bandit_sync: Any = None  # gateway/bandit_sync.py BanditSync (with Redis)
+    auth: Auth | None = None  # None: an open gateway (no admin key; loopback only)
+    cache: ResponseCache | None = None
+    bandit_sync: BanditSync | None = None  # with Redis: bandit feedback shared by instances
     started: float = field(default_factory=time.time)
     # request id -> what feedback needs, for requests too recent to be in the database yet
     recent: OrderedDict[str, dict[str, Any]] = field(default_factory=OrderedDict)
