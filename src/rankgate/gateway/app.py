@@ -52,7 +52,7 @@ def load_routing(paths: list[Path], panel: Panel, settings: Settings) -> Routing
     from rankgate.routing.embed import make_embedder
 
     table = RoutingTable()
-    embedders: dict[str | None, Any] = {None: None}  # None: a prompt-blind router
+    embedders = table.embedders
     for path in paths:
         want = artifact.read_header(path).get("embedder")
         if want is not None and not isinstance(want, str):
@@ -91,7 +91,7 @@ def _limiter(settings: Settings, request_log: RequestLog) -> Any:
     return MemoryLimiter(request_log.engine)
 
 
-def _cache(settings: Settings) -> ResponseCache | None:
+def _cache(settings: Settings, routing: RoutingTable) -> ResponseCache | None:
     if not settings.cache:
         return None
     semantic = None
@@ -99,7 +99,10 @@ def _cache(settings: Settings) -> ResponseCache | None:
         from rankgate.gateway.semantic_cache import SemanticCache
         from rankgate.routing.embed import Embedder
 
-        semantic = SemanticCache(Embedder(settings.home / "cache" / "embeddings.sqlite"),
+        # a router already serving with the same embedder shares its model and cache
+        embedder = routing.embedders.get(Embedder().name) or Embedder(
+            settings.home / "cache" / "embeddings.sqlite")
+        semantic = SemanticCache(embedder,
                                  redis_url=settings.redis_url, ttl_s=settings.cache_ttl_s,
                                  max_entries=settings.cache_max_entries)
     return ResponseCache(ttl_s=settings.cache_ttl_s, max_entries=settings.cache_max_entries,
@@ -152,7 +155,7 @@ def create_app(settings: Settings | None = None, panel: Panel | None = None,
         routing=routing,
         auth=_auth(settings, request_log),
         limiter=_limiter(settings, request_log),
-        cache=_cache(settings),
+        cache=_cache(settings, routing),
         resilience=Resilience(
             backends, retries=settings.retries, failure_threshold=settings.breaker_failures,
             cooldown_s=settings.breaker_cooldown_s, default_timeout_s=settings.upstream_timeout_s),

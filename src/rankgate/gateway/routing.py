@@ -33,6 +33,8 @@ class RoutingTable:
     """The routers a gateway can use; the first is what plain ``auto`` means."""
 
     routers: dict[str, LoadedRouter] = field(default_factory=dict)
+    # embedder name -> the instance the routers use (None: prompt-blind routers)
+    embedders: dict[str | None, Any] = field(default_factory=lambda: {None: None})
     executor: ThreadPoolExecutor = field(
         default_factory=lambda: ThreadPoolExecutor(max_workers=1, thread_name_prefix="route"))
 
