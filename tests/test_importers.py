@@ -9,8 +9,13 @@ from pathlib import Path
 import orjson
 import pytest
 
-from rankgate.importers import ImportFileError, detect_format, import_file, load_prices
 from rankgate.outcomes import read_jsonl, write_jsonl
+from rankgate.outcomes.importers import (
+    ImportFileError,
+    detect_format,
+    import_file,
+    load_prices,
+)
 
 FIXTURES = Path(__file__).parent / "fixtures" / "import"
 WIDE = FIXTURES / "wide.csv"

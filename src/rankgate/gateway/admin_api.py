@@ -82,8 +82,7 @@ async def _get(request: Request) -> Response:
     """One key's settings and, if limits are on, what it has used so far."""
     auth = _admin_auth(request)
     key_id = request.path_params["key_id"]
-    keys = await asyncio.to_thread(auth.store.list, True)
-    found = next((k for k in keys if k["id"] == key_id), None)
+    found = await asyncio.to_thread(auth.store.get, key_id)
     if found is None:
         raise APIError(404, f"No key with id {key_id!r}.", param="key_id", code="key_not_found")
     out: dict[str, Any] = {"object": "api_key", **found}

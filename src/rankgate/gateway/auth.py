@@ -14,7 +14,6 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import hmac
-import json
 import logging
 import math
 import secrets
@@ -24,10 +23,19 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Engine, insert, select, update
+from sqlalchemy import Engine
 
 from rankgate.gateway.errors import APIError
-from rankgate.store.tables import api_keys, make_engine
+from rankgate.store.key_store import (
+    StoredKey,
+    add_key,
+    ensure_key_table,
+    find_active_key,
+    find_key,
+    list_keys,
+    revoke_key,
+)
+from rankgate.store.tables import make_engine
 
 log = logging.getLogger("rankgate.auth")
 
@@ -135,18 +143,19 @@ def validate_limits(name: Any, models: Any, rpm: Any, tpm: Any, budget_usd: Any,
             "budget_usd": budget_usd, "budget_period": budget_period, "routing": routing}
 
 
-def _info(row: Any) -> KeyInfo:
-    models = json.loads(row.models) if row.models else None
-    return KeyInfo(id=row.id, name=row.name, prefix=row.prefix,
-                   models=tuple(models) if models is not None else None,
-                   rpm=row.rpm, tpm=row.tpm, budget_usd=row.budget_usd,
-                   budget_period=row.budget_period,
-                   routing=json.loads(row.routing) if row.routing else None)
+def _info(key: StoredKey) -> KeyInfo:
+    return KeyInfo(id=key.id, name=key.name, prefix=key.prefix, models=key.models,
+                   rpm=key.rpm, tpm=key.tpm, budget_usd=key.budget_usd,
+                   budget_period=key.budget_period, routing=key.routing)
+
+
+def _listed(key: StoredKey) -> dict[str, Any]:
+    return {**_info(key).public(), "created_at": key.created_at, "revoked_at": key.revoked_at}
 
 
 class KeyStore:
-    """Virtual keys in the database (SQLite or PostgreSQL). Blocking calls: from async code,
-    run them in a thread (``Auth`` does)."""
+    """Virtual keys in the database (SQLite or PostgreSQL), through ``store/key_store.py``.
+    Blocking calls: from async code, run them in a thread (``Auth`` does)."""
 
     def __init__(self, url_or_engine: str | Engine) -> None:
         if isinstance(url_or_engine, str):
@@ -154,7 +163,7 @@ class KeyStore:
             self._owns_engine = True
         else:
             self.engine = url_or_engine
-            api_keys.create(self.engine, checkfirst=True)
+            ensure_key_table(self.engine)
             self._owns_engine = False
 
     def create(self, name: str, models: list[str] | tuple[str, ...] | None = None,
@@ -165,47 +174,32 @@ class KeyStore:
         v = validate_limits(name, models, rpm, tpm, budget_usd, budget_period, routing)
         token = secrets.token_urlsafe(32)  # 256 random bits
         secret = SECRET_PREFIX + token
-        key_id = "key-" + secrets.token_hex(6)
-        prefix = SECRET_PREFIX + token[:PREFIX_CHARS]
-        with self.engine.begin() as conn:
-            conn.execute(insert(api_keys).values(
-                id=key_id, name=v["name"], prefix=prefix, secret_sha256=hash_secret(secret),
-                models=json.dumps(v["models"]) if v["models"] is not None else None,
-                rpm=v["rpm"], tpm=v["tpm"], budget_usd=v["budget_usd"],
-                budget_period=v["budget_period"],
-                routing=json.dumps(v["routing"]) if v["routing"] is not None else None,
-                created_at=time.time(), revoked_at=None))
-        info = KeyInfo(id=key_id, name=v["name"], prefix=prefix,
-                       models=tuple(v["models"]) if v["models"] is not None else None,
-                       rpm=v["rpm"], tpm=v["tpm"], budget_usd=v["budget_usd"],
-                       budget_period=v["budget_period"], routing=v["routing"])
-        return secret, info
+        key = StoredKey(id="key-" + secrets.token_hex(6), name=v["name"],
+                        prefix=SECRET_PREFIX + token[:PREFIX_CHARS],
+                        models=tuple(v["models"]) if v["models"] is not None else None,
+                        rpm=v["rpm"], tpm=v["tpm"], budget_usd=v["budget_usd"],
+                        budget_period=v["budget_period"], routing=v["routing"],
+                        created_at=time.time())
+        add_key(self.engine, key, hash_secret(secret))
+        return secret, _info(key)
 
     def list(self, include_revoked: bool = False) -> list[dict[str, Any]]:
         """Every key's settings, oldest first — never the secret or its hash."""
-        query = select(api_keys).order_by(api_keys.c.created_at, api_keys.c.id)
-        if not include_revoked:
-            query = query.where(api_keys.c.revoked_at.is_(None))
-        with self.engine.connect() as conn:
-            rows = conn.execute(query).all()
-        return [{**_info(r).public(), "created_at": r.created_at, "revoked_at": r.revoked_at}
-                for r in rows]
+        return [_listed(k) for k in list_keys(self.engine, include_revoked=include_revoked)]
+
+    def get(self, key_id: str) -> dict[str, Any] | None:
+        """One key's settings as ``list`` shows them (revoked ones too); None if unknown."""
+        key = find_key(self.engine, key_id)
+        return _listed(key) if key is not None else None
 
     def revoke(self, key_id: str) -> bool:
         """Revoke an active key; False if there is no such active key."""
-        with self.engine.begin() as conn:
-            result = conn.execute(update(api_keys)
-                                  .where(api_keys.c.id == key_id, api_keys.c.revoked_at.is_(None))
-                                  .values(revoked_at=time.time()))
-        return result.rowcount > 0
+        return revoke_key(self.engine, key_id, at=time.time())
 
     def lookup(self, secret: str) -> KeyInfo | None:
         """The active key with this secret, or None (unknown or revoked)."""
-        with self.engine.connect() as conn:
-            row = conn.execute(select(api_keys).where(
-                api_keys.c.secret_sha256 == hash_secret(secret),
-                api_keys.c.revoked_at.is_(None))).first()
-        return _info(row) if row is not None else None
+        key = find_active_key(self.engine, hash_secret(secret))
+        return _info(key) if key is not None else None
 
     def close(self) -> None:
         if self._owns_engine:

@@ -2,26 +2,27 @@
 
 ``{"request_id", "score": 0..1 | "thumbs": "up"|"down", "comment"?}``. The request is found in
 the gateway's recent-request memory (feedback often arrives before the background writer has
-stored the log row) or else in the request log; an unknown id is a 404. The outcome is stored in
-the ``outcomes`` table (so ranking and routing can read production feedback) and, when a bandit
-routed the request, folded into the bandit at once.
+stored the log row) or else in the request log; an unknown id is a 404. The outcome (``source``
+"feedback", the router and comment in ``extra``) goes to the store's ``outcomes`` table through
+``store/outcome_store.py``, where ranking and routing read it, and, when a bandit routed the
+request, is folded into the bandit at once.
 """
 
 from __future__ import annotations
 
 import asyncio
-import time
 from typing import Any
 
 import orjson
-from sqlalchemy import insert, select
 from starlette.requests import Request
 from starlette.responses import Response
 
 from rankgate.gateway.errors import APIError, error_response, json_object, read_body
 from rankgate.gateway.routing import sync_bandit
 from rankgate.gateway.state import GatewayState
-from rankgate.store.tables import outcomes, request_log
+from rankgate.outcomes import Outcome
+from rankgate.store.outcome_store import add_outcome
+from rankgate.store.request_queries import find_request
 
 _THUMBS = {"up": 1.0, "down": 0.0}
 
@@ -59,18 +60,21 @@ def _parse(raw: bytes) -> tuple[str, float, str | None]:
 
 
 def _lookup_db(state: GatewayState, rid: str) -> dict[str, Any] | None:
-    with state.request_log.engine.connect() as conn:
-        row = conn.execute(select(request_log).where(request_log.c.id == rid)).mappings().first()
-    if row is None or row["status"] != 200 or row["model"] is None:
+    """What feedback needs of an answered request in the log (the shape of ``state.recent``)."""
+    req = find_request(state.request_log.engine, rid)
+    if req is None or not req.answered:
         return None
-    return {"model": row["model"], "prompt": row["prompt"] or "", "router": row["router"],
-            "cost_usd": row["cost_usd"],
-            "latency_s": row["latency_ms"] / 1000 if row["latency_ms"] else None}
+    return {"model": req.model, "prompt": req.prompt or "", "router": req.router,
+            "cost_usd": req.cost_usd,
+            "latency_s": req.latency_ms / 1000 if req.latency_ms else None}
 
 
-def _store(state: GatewayState, row: dict[str, Any]) -> None:
-    with state.request_log.engine.begin() as conn:
-        conn.execute(insert(outcomes), [row])
+def _outcome(rid: str, info: dict[str, Any], score: float, comment: str | None) -> Outcome:
+    extra = {k: v for k, v in (("router", info.get("router")), ("comment", comment))
+             if v is not None}
+    return Outcome(prompt_id=rid, prompt=info["prompt"], model=info["model"], score=score,
+                   cost_usd=info.get("cost_usd"), latency_s=info.get("latency_s"),
+                   source="feedback", extra=extra)
 
 
 async def handle_feedback(state: GatewayState, request: Request) -> Response:
@@ -84,11 +88,8 @@ async def handle_feedback(state: GatewayState, request: Request) -> Response:
             raise APIError(404, f"No answered request with id '{rid}' (use the x-request-id "
                            "header of a successful response).", param="request_id",
                            code="request_not_found")
-        row = {"prompt_id": rid, "prompt": info["prompt"], "model": info["model"],
-               "score": score, "cost_usd": info.get("cost_usd"),
-               "latency_s": info.get("latency_s"), "source": "feedback",
-               "router": info.get("router"), "comment": comment, "ts": time.time()}
-        await loop.run_in_executor(None, _store, state, row)
+        await loop.run_in_executor(None, add_outcome, state.request_log.engine,
+                                   _outcome(rid, info, score, comment))
         updated = False
         loaded = state.routing.routers.get(info.get("router") or "")
         if loaded is not None and hasattr(loaded.router, "update"):

@@ -32,11 +32,12 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
-from sqlalchemy import Engine, func, select
+from sqlalchemy import Engine
 
 from rankgate.gateway.auth import KeyInfo
 from rankgate.gateway.errors import APIError
-from rankgate.store.tables import make_engine, request_log
+from rankgate.store.request_queries import spend_since
+from rankgate.store.tables import make_engine
 
 log = logging.getLogger("rankgate.limits")
 
@@ -170,18 +171,11 @@ class _SpendLoader:
             self.engine, self._owns = engine_or_url, False
         self._inflight: dict[tuple[str, float], asyncio.Task[float]] = {}
 
-    def _query(self, key_id: str, start: float) -> float:
-        with self.engine.connect() as conn:
-            total = conn.execute(select(func.coalesce(func.sum(request_log.c.cost_usd), 0.0))
-                                 .where(request_log.c.key_id == key_id,
-                                        request_log.c.ts >= start)).scalar_one()
-        return float(total)
-
     async def load(self, key_id: str, start: float) -> float:
         task = self._inflight.get((key_id, start))
         if task is None:
             task = asyncio.get_running_loop().create_task(
-                asyncio.to_thread(self._query, key_id, start))
+                asyncio.to_thread(spend_since, self.engine, key_id, start))
             self._inflight[(key_id, start)] = task
 
             def done(t: asyncio.Task[float]) -> None:
@@ -582,12 +576,3 @@ class RedisLimiter:
     async def aclose(self) -> None:
         await self._redis.aclose()
         self._loader.close()
-
-
-def build_limiter(redis_url: str | None, engine_or_url: Engine | str,
-                  clock: Callable[[], float] = time.time) -> Limiter:
-    """``RedisLimiter`` when a Redis URL is configured (several processes), else
-    ``MemoryLimiter`` (one process)."""
-    if redis_url:
-        return RedisLimiter(redis_url, engine_or_url, clock)
-    return MemoryLimiter(engine_or_url, clock)

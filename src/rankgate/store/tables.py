@@ -48,7 +48,8 @@ request_log = Table(
     Index("ix_request_log_key_ts", "key_id", "ts"),  # a key's spend this period
 )
 
-#: Outcomes that arrive through the gateway (user feedback); same fields as outcomes.jsonl.
+#: Outcomes in the store (user feedback today; shadow and judge answers next): every field of
+#: ``rankgate.outcomes.Outcome``, read and written only through ``store/outcome_store.py``.
 outcomes = Table(
     "outcomes",
     metadata,
@@ -62,7 +63,18 @@ outcomes = Table(
     Column("source", String(32), nullable=False),
     Column("router", String(64)),
     Column("comment", Text),
-    Column("ts", Float, nullable=False),
+    Column("ts", Float, nullable=False, index=True),  # unix seconds when it was stored
+    Column("ttft_s", Float),
+    Column("input_tokens", Integer),
+    Column("output_tokens", Integer),
+    Column("response", Text),
+    Column("category", Text),
+    Column("scorer", Text),
+    Column("explanation", Text),
+    Column("error", Text),
+    Column("logprob_mean", Float),
+    Column("confidence", Float),
+    Column("extra", Text),  # JSON object: the rest of ``Outcome.extra``; NULL when empty
 )
 
 

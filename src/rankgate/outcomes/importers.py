@@ -23,7 +23,7 @@ from typing import Any
 
 import orjson
 
-from rankgate.outcomes import Outcome
+from rankgate.outcomes.record import Outcome
 
 FORMATS = ("auto", "wide-csv", "routerbench", "llmrouter")
 

@@ -32,7 +32,7 @@ class Outcome:
     output_tokens: int | None = None
     response: str | None = None
     category: str | None = None
-    source: str | None = None  # workload / import / gateway
+    source: str | None = None  # eval / import / live / shadow / judge / feedback
     scorer: str | None = None
     explanation: str | None = None
     error: str | None = None
