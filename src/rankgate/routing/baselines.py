@@ -19,6 +19,7 @@ from typing import Any
 
 import numpy as np
 
+from rankgate.embed import Embedder
 from rankgate.routing.base import OutcomeMatrix
 
 
@@ -55,7 +56,7 @@ class SingleModelRouter:
         return {"model": self.model, "models": self.models}, {"means": self.means}
 
     @classmethod
-    def from_state(cls, embedder: Any, params: dict[str, Any],
+    def from_state(cls, embedder: Embedder | None, params: dict[str, Any],
                    arrays: dict[str, np.ndarray]) -> SingleModelRouter:
         r = cls(params["model"])
         r.models = list(params["models"])
@@ -87,7 +88,7 @@ class RandomRouter:
         return {"seed": self.seed, "models": self.models}, {}
 
     @classmethod
-    def from_state(cls, embedder: Any, params: dict[str, Any],
+    def from_state(cls, embedder: Embedder | None, params: dict[str, Any],
                    arrays: dict[str, np.ndarray]) -> RandomRouter:
         r = cls(seed=int(params["seed"]))
         r.models = list(params["models"])

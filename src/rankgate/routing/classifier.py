@@ -22,9 +22,9 @@ from typing import Any
 
 import numpy as np
 
+from rankgate.embed import Embedder
 from rankgate.routing.base import OutcomeMatrix
 from rankgate.routing.baselines import model_means
-from rankgate.routing.embed import Embedder
 from rankgate.routing.mf import serial_blas, sigmoid
 
 
@@ -61,7 +61,7 @@ class ClassifierRouter:
         self.constant = np.zeros(0)  # [m]: the mean for a model with one label value, else NaN
 
     def fit(self, data: OutcomeMatrix) -> None:
-        self.fit_embedded(self.embedder(data.prompts), data)
+        self.fit_embedded(self.embedder.embed(data.prompts), data)
 
     def fit_embedded(self, X: np.ndarray, data: OutcomeMatrix) -> None:
         if len(data.prompts) == 0:
@@ -84,7 +84,7 @@ class ClassifierRouter:
                     self.coef[j], self.intercept[j] = fitted
 
     def predict(self, prompts: list[str]) -> np.ndarray:
-        return self.predict_embedded(self.embedder(prompts))
+        return self.predict_embedded(self.embedder.embed(prompts))
 
     def predict_embedded(self, Q: np.ndarray) -> np.ndarray:
         P = sigmoid(np.asarray(Q, float) @ self.coef.T + self.intercept)

@@ -24,9 +24,9 @@ from typing import Any
 
 import numpy as np
 
+from rankgate.embed import Embedder
 from rankgate.routing.base import OutcomeMatrix
 from rankgate.routing.classifier import ClassifierRouter, fit_soft_logistic
-from rankgate.routing.embed import Embedder
 from rankgate.routing.knn import KNNRouter
 from rankgate.routing.mf import MFRouter, logit, serial_blas, sigmoid
 
@@ -87,7 +87,7 @@ class EnsembleRouter:
         return np.column_stack([*(logit(P[:, j]) for P in base), feats])
 
     def fit(self, data: OutcomeMatrix) -> None:
-        self.fit_embedded(self.embedder(data.prompts), data)
+        self.fit_embedded(self.embedder.embed(data.prompts), data)
 
     def fit_embedded(self, X: np.ndarray, data: OutcomeMatrix) -> None:
         with serial_blas():
@@ -125,7 +125,7 @@ class EnsembleRouter:
             part.fit_embedded(X, data)
 
     def predict(self, prompts: list[str]) -> np.ndarray:
-        return self.predict_embedded(self.embedder(prompts), prompts)
+        return self.predict_embedded(self.embedder.embed(prompts), prompts)
 
     def predict_embedded(self, Q: np.ndarray, prompts: list[str]) -> np.ndarray:
         base = [part.predict_embedded(Q) for part in self.parts.values()]

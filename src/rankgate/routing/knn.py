@@ -24,9 +24,9 @@ from typing import Any
 
 import numpy as np
 
+from rankgate.embed import Embedder
 from rankgate.routing.base import OutcomeMatrix
 from rankgate.routing.baselines import model_means
-from rankgate.routing.embed import Embedder
 from rankgate.routing.mf import serial_blas
 
 _SMALL = 8  # query batches up to this size skip BLAS
@@ -56,7 +56,7 @@ class KNNRouter:
         self.x_mean = np.zeros(0, np.float32)
 
     def fit(self, data: OutcomeMatrix) -> None:
-        self.fit_embedded(self.embedder(data.prompts), data)
+        self.fit_embedded(self.embedder.embed(data.prompts), data)
 
     def fit_embedded(self, X: np.ndarray, data: OutcomeMatrix) -> None:
         if len(data.prompts) == 0:
@@ -68,7 +68,7 @@ class KNNRouter:
         self.means = model_means(self.scores)
 
     def predict(self, prompts: list[str]) -> np.ndarray:
-        return self.predict_embedded(self.embedder(prompts))
+        return self.predict_embedded(self.embedder.embed(prompts))
 
     def predict_embedded(self, Q: np.ndarray) -> np.ndarray:
         Qc = centred(Q, self.x_mean)

@@ -26,9 +26,9 @@ from typing import Any
 
 import numpy as np
 
+from rankgate.embed import Embedder
 from rankgate.routing.base import OutcomeMatrix
 from rankgate.routing.baselines import model_means
-from rankgate.routing.embed import Embedder
 
 
 def logit(p: np.ndarray | float, eps: float = 1e-4) -> np.ndarray:
@@ -74,7 +74,7 @@ class MFRouter:
         self.x_mean = np.zeros(0)
 
     def fit(self, data: OutcomeMatrix) -> None:
-        self.fit_embedded(self.embedder(data.prompts), data)
+        self.fit_embedded(self.embedder.embed(data.prompts), data)
 
     def fit_embedded(self, X: np.ndarray, data: OutcomeMatrix) -> None:
         from scipy.optimize import minimize
@@ -121,7 +121,7 @@ class MFRouter:
         self.W, self.V, self.b = unpack(res.x)
 
     def predict(self, prompts: list[str]) -> np.ndarray:
-        return self.predict_embedded(self.embedder(prompts))
+        return self.predict_embedded(self.embedder.embed(prompts))
 
     def predict_embedded(self, Q: np.ndarray) -> np.ndarray:
         Z = (np.asarray(Q, float) - self.x_mean) @ self.W

