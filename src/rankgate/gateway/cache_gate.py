@@ -14,16 +14,29 @@ What it compares, in order (the first difference found is the refusal reason):
 
 1. code: backticked spans and fenced blocks, whitespace-collapsed, must be identical;
 2. quoted strings ("…", '…') must be identical (as sets);
-3. numbers, as an ordered sequence (``10 / 2`` is not ``2 / 10``): digits, decimals, versions
-   (``3.11`` ≠ ``3.1``), thousands separators, money and percent signs, number words up to
-   ``twenty`` and the scale words, ordinals;
-4. negation: how many negators (not, no, never, without, none, nothing, nor, n't, cannot);
-5. polarity: antonym pairs (enable/disable, add/remove, increase/decrease, before/after,
+3. letter-digit tokens — names that carry a number inside a word: versions and protocols
+   (``http2``, ``utf8`` = ``UTF-8``, ``ipv6``, ``python3.11``), models (``gpt4o``), products and
+   services (``s3``, ``log4j``, ``m5``), hashes (``sha256``), architectures (``x86_64``),
+   devices (``eth0``), identifiers (``var2``) — must be identical (as multisets). A digit
+   inside a word is as decisive as a free-standing number, but the word tokenizer drops
+   digits, so without this rule ``log4j1`` and ``log4j2`` would read the same. A number with a
+   unit or ordinal suffix (``100g``, ``2x``, ``4k``, ``1st``) is a number and a word instead;
+4. numbers, as an ordered sequence (``10 / 2`` is not ``2 / 10``): digits, decimals, versions
+   (``3.11`` ≠ ``3.1``), signs, thousands separators, money and percent signs, number words
+   up to ``twenty`` and the scale words, ordinals. Punctuation is never a sign or an
+   operator: a ``-`` is a minus only when it is attached to the digit after it and not to a
+   word character before it (``-5``, ``(-3)``; not ``UTC-2``, ``1-10``, ``pandas - how``), and
+   ``+ - * / ^ = < >`` count as operators only between two operands (a digit, a bracket or a
+   one-letter variable: ``10 - 2``, ``2x+3=11``, ``x > 5``), however they are spaced — a dash
+   between words (``pandas - how?``, ``three-way``) is punctuation;
+5. negation: how many negators (not, no, never, without, none, nothing, nor, n't, cannot);
+6. polarity: antonym pairs (enable/disable, add/remove, increase/decrease, before/after,
    max/min, ascending/descending, …) and prefix negations (install/uninstall, lock/unlock);
-6. question words that change the answer (who, when, where, why);
-7. direction: a word before ``to``/``into``/``than``/``over``/``from``/``of`` in one text and
-   after it in the other ("Celsius to Fahrenheit" vs "Fahrenheit to Celsius");
-8. content words: after dropping stopwords and padding, stemming lightly and mapping synonyms,
+7. question words that change the answer (who, when, where, why);
+8. direction: a word (or a letter-digit token) before ``to``/``into``/``than``/``over``/
+   ``from``/``of`` in one text and after it in the other ("Celsius to Fahrenheit" vs
+   "Fahrenheit to Celsius", "ipv4 to ipv6" vs "ipv6 to ipv4");
+9. content words: after dropping stopwords and padding, stemming lightly and mapping synonyms,
    any word in one text that is not in the other (nor a one-letter typo of one there) refuses;
    identifiers (``os.path.join``, ``__repr__``, ``snake_case``) must match exactly.
 
@@ -188,10 +201,28 @@ _IDENT = re.compile(r"[A-Za-z_]\w*(?:(?:\.|::|->)[A-Za-z_]\w*)+(?:\(\))?|"
 _NUMBER_WORD = re.compile(r"\b(?:" + "|".join(_NUMBER_WORDS) + r")\b")
 _CAPS = re.compile(r"\b[A-Z]{2,}\b")
 _NOT_IDENT = frozenset(("e.g", "i.e", "etc", "vs"))
-_NUMBER = re.compile(r"(?<![\w.])[$€£¥]?\s?\d[\d,]*(?:\.\d+)*(?:st|nd|rd|th)?(?![\w.]*[a-zA-Z_]\w)"
-                     r"|(?<![\w.])\d+(?=[a-zA-Z])")
-_OPERATOR = re.compile(r"==|!=|<=|>=|(?<=\s)[-+*/^=<>](?=\s)|(?<=\d)[-+*/^=]")
+# A minus sign: a '-' attached to the digit after it and not preceded by a word character
+# ("-5", "(-3)", "from -40"; never "UTC-2", "1-10", "x-5", "pandas - how").
+_SIGN = r"(?:(?<![\w.])-(?=\d))?"
+_NUMBER = re.compile(r"(?<![\w.])(?:-(?=\d)|[$€£¥]?\s?)\d[\d,]*(?:\.\d+)*(?:st|nd|rd|th)?"
+                     r"(?![\w.]*[a-zA-Z_]\w)"
+                     r"|(?<![\w.])" + _SIGN + r"\d+(?=[a-zA-Z])")
+_OPERATOR = re.compile(r"==|!=|<=|>=|[-+*/^=<>]")
+# A run of word characters; one that starts with a letter and is longer than a one-letter
+# variable gets "-<digit>…" and ".<digit>…" glued on (utf-8, python3.11, cve-2021-44228; but
+# x-5 and 3y-2 are subtractions). It is a letter-digit token when it mixes letters and digits
+# and is not just a number with a suffix (100g, 2x, 1st: those stay a number plus a word).
+# Only runs that contain a digit are candidates (so the callback runs on few words).
+_ALNUM = re.compile(r"(?<!\w)(?:[^\W\d]\w+(?:[-.]\d\w*)+|[^\W\d]\w*\d\w*|\d\w*[^\W\d_]\w*)")
+_NUMBER_WITH_SUFFIX = re.compile(r"\d+(?:[.,]\d+)*[^\W\d_]+")
+# Letter-digit tokens are taken out of the text and stand in the word sequence (for the
+# direction check: "mp3 to mp4" vs "mp4 to mp3") as runs of a private-use character, which no
+# other pattern matches: the n-th token is n of them.
+_SLOT = "\ue000"
 _WORD = re.compile(r"[^\W\d_]+(?:[\-'][^\W\d_]+)*", re.U)
+_WORD_OR_SLOT = re.compile(f"({_SLOT}+)|" + _WORD.pattern, re.U)
+# typographic minus and en dash read as '-' ("−5", "1–10", "bias–variance")
+_DASHES = str.maketrans({"\u2212": "-", "\u2013": "-"})
 _DIRECTION = frozenset(("to", "into", "than", "over", "from", "of"))
 # Prepositions kept in the word sequence (for direction and antonyms: to/from, in/out) that may
 # otherwise appear in one text only ("in Python" vs "using Python", "on Linux" vs "in Linux").
@@ -203,6 +234,7 @@ _PARTICLES = frozenset(("in", "on", "at", "to", "into", "from", "onto", "within"
 class _Parsed:
     code: tuple[str, ...]
     quoted: frozenset[str]
+    alnum: tuple[str, ...]  # letter-digit tokens, canonical spelling, in order
     numbers: tuple[str, ...]
     negations: int
     words: tuple[str, ...]  # content stems in order (duplicates kept, for direction)
@@ -259,15 +291,71 @@ def _build_antonyms() -> frozenset[tuple[str, str]]:
 
 
 def _number(tok: str) -> str:
-    """A canonical spelling: ``$1,000`` → ``$1000``, ``3.10`` stays ``3.10`` (a version)."""
+    """A canonical spelling: ``$1,000`` → ``$1000``, ``3.10`` stays ``3.10`` (a version),
+    ``-5`` keeps its sign."""
     tok = tok.replace(" ", "")
-    cur = tok[0] if tok[0] in "$€£¥" else ""
+    cur = tok[0] if tok[0] in "$€£¥-" else ""
     body = tok[len(cur):]
     body = re.sub(r"(st|nd|rd|th)$", "", body)
     if re.fullmatch(r"\d{1,3}(?:,\d{3})+(?:\.\d+)?", body):
         body = body.replace(",", "")
     body = body.rstrip(",")
     return cur + body
+
+
+def _alnum(tok: str) -> str | None:
+    """The canonical spelling of a letter-digit token (``UTF-8`` → ``utf8``, ``gpt-4o`` →
+    ``gpt4o``: a hyphen between a letter and a digit is spelling), or None when ``tok`` is a
+    plain word, a plain number or a number with a suffix."""
+    if not (any(c.isdigit() for c in tok) and any(c.isalpha() for c in tok)):
+        return None
+    if _NUMBER_WITH_SUFFIX.fullmatch(tok):
+        return None
+    return re.sub(r"(?<=[^\W\d_])-(?=\d)", "", tok)
+
+
+def _is_operand_end(text: str, i: int) -> bool:
+    """Whether an operand ends at ``text[i]`` (spaces before an operator skipped): a digit,
+    a closing bracket, or a letter that is a variable (not the end of a longer word; "2x")."""
+    while i >= 0 and text[i] == " ":
+        i -= 1
+    if i < 0:
+        return False
+    c = text[i]
+    if c.isdigit() or c in ")]":
+        return True
+    return c.isalpha() and not (i > 0 and text[i - 1].isalpha())
+
+
+def _is_operand_start(text: str, i: int) -> bool:
+    """Whether an operand starts at ``text[i]`` (spaces skipped): a digit (signed or not),
+    an opening bracket, or a one-letter variable ("x", "x^2" — not a word)."""
+    n = len(text)
+    while i < n and text[i] == " ":
+        i += 1
+    if i >= n:
+        return False
+    c = text[i]
+    if c == "-" and i + 1 < n and text[i + 1].isdigit():
+        return True
+    if c.isdigit() or c in "([" or (c == "." and i + 1 < n and text[i + 1].isdigit()):
+        return True
+    return c.isalpha() and not (i + 1 < n and text[i + 1].isalpha())
+
+
+def _operators(text: str) -> list[str]:
+    """The arithmetic and comparison operators, in order: a symbol between two operands
+    (``10 - 2``, ``2x+3=11``, ``x > 5``), however spaced. A dash between words is punctuation
+    and a minus attached to a number is its sign; neither is an operator."""
+    out = []
+    for m in _OPERATOR.finditer(text):
+        i, j = m.start(), m.end()
+        if m.group(0) == "-" and j < len(text) and text[j].isdigit() and not (
+                i > 0 and (text[i - 1].isalnum() or text[i - 1] == "_")):
+            continue  # a sign: "-5"
+        if _is_operand_end(text, i - 1) and _is_operand_start(text, j):
+            out.append(m.group(0))
+    return out
 
 
 def _script(text: str) -> str:
@@ -294,8 +382,10 @@ def _trigger(pattern: str) -> str:
     return runs[0] if runs else ""
 
 
-class _Gate:
-    """Holds the derived tables; one module-level instance, immutable after construction."""
+class SameQuestionGate:
+    """Decides whether two near-duplicate texts ask the same question (see the module
+    docstring for the rules). Holds the derived tables; the module keeps one instance,
+    immutable after construction, behind :func:`same_question`."""
 
     def __init__(self) -> None:
         self.synonyms = _build_synonyms()
@@ -308,6 +398,7 @@ class _Gate:
 
     def _parse(self, text: str) -> _Parsed:
         text = unicodedata.normalize("NFKC", text).replace("’", "'").replace("‘", "'")
+        text = text.translate(_DASHES)
         code: list[str] = []
 
         def keep_code(m: re.Match[str]) -> str:
@@ -331,14 +422,27 @@ class _Gate:
         for trigger, rx, rep in self.aliases:
             if trigger in low:  # a substring test is ~100x cheaper than a regex scan
                 low = rx.sub(rep, low)
+        alnum: list[str] = []
+
+        def keep_alnum(m: re.Match[str]) -> str:
+            tok = _alnum(m.group(0))
+            if tok is None:
+                return m.group(0)
+            alnum.append(tok)
+            return f" {_SLOT * len(alnum)} "
+
+        low = _ALNUM.sub(keep_alnum, low)
         low = _NUMBER_WORD.sub(lambda m: _NUMBER_WORDS[m.group(0)], low)  # keeps the order
-        operators = [m.group(0) for m in _OPERATOR.finditer(low)]
+        operators = _operators(low)
         numbers = [_number(m.group(0)) for m in _NUMBER.finditer(low)]
         low_words = _NUMBER.sub(" ", low)
         negations = 0
         words: list[str] = []
         question: set[str] = set()
-        for m in _WORD.finditer(low_words):
+        for m in _WORD_OR_SLOT.finditer(low_words):
+            if m.group(1):
+                words.append(alnum[len(m.group(1)) - 1])
+                continue
             for raw in m.group(0).replace("'", "").split("-"):
                 if not raw:
                     continue
@@ -361,8 +465,8 @@ class _Gate:
         if "%" in low:
             numbers.append("%")
         numbers.extend(f"op{o}" for o in operators)
-        return _Parsed(tuple(code), quoted, tuple(numbers), negations, tuple(words), idents,
-                       frozenset(question), _script(text))
+        return _Parsed(tuple(code), quoted, tuple(alnum), tuple(numbers), negations,
+                       tuple(words), idents, frozenset(question), _script(text))
 
     def canon(self, w: str) -> str:
         return self.synonyms.get(w, w)
@@ -377,6 +481,11 @@ class _Gate:
             return False, f"code differs ({_show(pa.code)} vs {_show(pb.code)})"
         if pa.quoted != pb.quoted:
             return False, f"quoted text differs ({_show(pa.quoted)} vs {_show(pb.quoted)})"
+        if Counter(pa.alnum) != Counter(pb.alnum):
+            only_a = sorted((Counter(pa.alnum) - Counter(pb.alnum)).elements())
+            only_b = sorted((Counter(pb.alnum) - Counter(pa.alnum)).elements())
+            return False, (f"letter-digit tokens differ ({_show(tuple(only_a))} vs "
+                           f"{_show(tuple(only_b))})")
         if pa.numbers != pb.numbers:
             if Counter(pa.numbers) == Counter(pb.numbers):
                 return False, f"numbers in a different order ({_show(pa.numbers)})"
@@ -493,7 +602,7 @@ def _direction_flip(ca: list[str], cb: list[str]) -> str:
     return ""
 
 
-_GATE = _Gate()
+_GATE = SameQuestionGate()
 
 
 def same_question(a: str, b: str) -> tuple[bool, str]:
