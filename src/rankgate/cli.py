@@ -183,6 +183,9 @@ def serve(
     semantic_cache: Annotated[bool | None, typer.Option(
         help="answer near-duplicate prompts from the cache (safety-gated)")] = None,
     log_format: Annotated[str, typer.Option(help="json or text")] = "json",
+    durable: Annotated[bool, typer.Option(
+        "--durable", help="fsync each request's journal record before answering (group "
+        "commit); survives a power cut (default: RANKGATE_DURABLE_JOURNAL)")] = False,
 ) -> None:
     """Run the OpenAI-compatible gateway."""
     import uvicorn
@@ -197,6 +200,8 @@ def serve(
         overrides["redis_url"] = redis
     if semantic_cache is not None:
         overrides["semantic_cache"] = semantic_cache
+    if durable:
+        overrides["durable_journal"] = True
     settings = Settings(**overrides)
     p = _load(panel)
     _check_bind(host, settings)

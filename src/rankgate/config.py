@@ -48,6 +48,10 @@ class Settings(BaseSettings):
         default=0.02, ge=0,
         description="gather request-log rows this long before each write: one commit per "
         "batch instead of per request at low load (the journal keeps them safe meanwhile)")
+    durable_journal: bool = Field(
+        default=False,
+        description="fsync each request-log journal record before its response leaves "
+        "(group commit: concurrent requests share one fsync); survives a power cut")
     upstream_timeout_s: float = Field(default=300.0, gt=0)
     # -- production gateway (issue #5) --
     admin_key: str | None = Field(

@@ -142,7 +142,8 @@ def create_app(settings: Settings | None = None, panel: Panel | None = None,
     backends = build_backends(panel, settings, client, budget)
     request_log = RequestLog(settings.resolved_store_url(), settings.log_queue_size,
                              journal_dir=settings.home / "journal",
-                             batch_wait_s=settings.log_batch_wait_s)
+                             batch_wait_s=settings.log_batch_wait_s,
+                             durable=settings.durable_journal)
     state = GatewayState(
         settings=settings,
         panel=panel,

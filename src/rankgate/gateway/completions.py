@@ -418,6 +418,9 @@ async def _finish(state: GatewayState, call: Call) -> None:
     if call.status >= 500:
         log.warning("request failed", extra={"request_id": call.id, "status": call.status,
                                              "model": call.model, "error": call.error})
+    # durable mode: the response leaves only once its row is fsynced (after the bookkeeping,
+    # so a cancelled wait never skips it); otherwise returns at once
+    await state.request_log.synced()
 
 
 def _remember(state: GatewayState, call: Call) -> None:

@@ -12,6 +12,13 @@ process's write-ahead journal (``store/journal.py``) before ``submit`` returns, 
 response leaves: a gateway killed with SIGKILL mid-burst loses no acknowledged request, because
 the next start replays the orphaned journal. A full queue then spills to the journal only
 (counted as ``spilled``, replayed once the queue drains) instead of dropping the row.
+
+The journal's ``write(2)`` survives the process, not a power cut. With ``durable=True``
+(``rankgate serve --durable``) a handler, after ``submit`` and its other bookkeeping, awaits
+``synced()``: it returns only once every row submitted so far is fsynced, by group commit
+(``journal.GroupCommit``: concurrent requests share one ``fdatasync``). SQLite then commits
+with ``synchronous=FULL``, so the journal is only ever truncated after the rows it held are
+durable in the database too.
 """
 
 from __future__ import annotations
@@ -23,7 +30,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, Insert, insert, select
+from sqlalchemy import Engine, Insert, event, insert, select
 
 from rankgate.store import journal as journal_mod
 from rankgate.store.tables import make_engine, request_log
@@ -47,10 +54,34 @@ def insert_ignoring_duplicates(engine: Engine) -> Insert:
     return insert(request_log).prefix_with("IGNORE")  # MySQL-style
 
 
+def _sqlite_synchronous_full(engine: Engine) -> None:
+    """Make every commit durable (WAL synced per commit): in durable mode the journal may be
+    truncated after a commit, so the database must not lose what the journal forgets. The
+    listener runs after ``make_engine``'s (which sets NORMAL); pooled connections opened
+    before it are discarded."""
+
+    @event.listens_for(engine, "connect")
+    def _full(dbapi_conn, _record) -> None:  # noqa: ANN001 - DB-API connection
+        cur = dbapi_conn.cursor()
+        cur.execute("PRAGMA synchronous=FULL")
+        cur.close()
+
+    engine.dispose()
+
+
 class RequestLog:
     def __init__(self, url: str, queue_size: int = 10_000,
-                 journal_dir: Path | None = None, batch_wait_s: float = 0.0) -> None:
+                 journal_dir: Path | None = None, batch_wait_s: float = 0.0,
+                 durable: bool = False,
+                 sync_timeout_s: float = journal_mod.SYNC_TIMEOUT_S) -> None:
         self.engine: Engine = make_engine(url)
+        self.durable = durable
+        self.sync_timeout_s = sync_timeout_s
+        self._group: journal_mod.GroupCommit | None = None
+        if durable and journal_dir is None:
+            raise ValueError("a durable request log needs a journal directory")
+        if durable and self.engine.dialect.name == "sqlite":
+            _sqlite_synchronous_full(self.engine)
         self.batch_wait_s = batch_wait_s  # gather rows this long before a write (fewer writes)
         self.queue_size = queue_size
         self.journal_dir = journal_dir
@@ -70,7 +101,8 @@ class RequestLog:
     def submit(self, row: dict[str, Any]) -> bool:
         """Journal and queue one row; never blocks. False if the queue is full: the row is
         then in the journal only (``spilled``, replayed later) or, without a journal, lost and
-        counted (``dropped``)."""
+        counted (``dropped``). Never waits for an fsync, even in durable mode: see
+        ``synced``."""
         if self.journal is not None:
             try:
                 self.journal.append(row)
@@ -89,6 +121,16 @@ class RequestLog:
                         self.queue_size, row.get("id"))
             return False
 
+    async def synced(self) -> bool:
+        """In durable mode, return once every row submitted so far is on stable storage (one
+        group-commit fsync shared with concurrent requests), or after ``sync_timeout_s``
+        when the disk does not confirm (then False, counted in ``sync_failures``, logged).
+        Without durable mode it returns True at once, without suspending. A handler awaits it
+        last, after its bookkeeping, so that nothing but the response waits for the disk."""
+        if self._group is None or self.journal is None:
+            return True
+        return await self._group.wait(self.journal.appended)
+
     @property
     def full(self) -> bool:
         """The writer is behind by a whole queue: time for back-pressure."""
@@ -100,9 +142,16 @@ class RequestLog:
         return self._queue.qsize() + self._in_flight
 
     def stats(self) -> dict[str, int]:
-        return {"written": self.written, "queued": self.depth, "dropped": self.dropped,
-                "spilled": self.spilled, "replayed": self.replayed,
-                "write_errors": self.write_errors, "capacity": self.queue_size}
+        j = self.journal
+        out = {"written": self.written, "queued": self.depth, "dropped": self.dropped,
+               "spilled": self.spilled, "replayed": self.replayed,
+               "write_errors": self.write_errors, "capacity": self.queue_size}
+        if self.durable:
+            out.update(durable=1, journal_syncs=j.syncs if j else 0,
+                       journal_appended_bytes=j.appended if j else 0,
+                       journal_synced_bytes=j.synced if j else 0,
+                       sync_failures=self._group.failures if self._group else 0)
+        return out
 
     # -- consumer side -------------------------------------------------------------------
     def start(self) -> None:
@@ -110,6 +159,9 @@ class RequestLog:
         if self.journal_dir is not None and self.journal is None:
             self.recover()
             self.journal = journal_mod.Journal(self.journal_dir)
+            if self.durable:
+                self._group = journal_mod.GroupCommit(self.journal, self.sync_timeout_s)
+                self._group.start()
         if self._task is None:
             self._task = asyncio.get_running_loop().create_task(self._run(), name="request-log")
 
@@ -205,6 +257,9 @@ class RequestLog:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
             self._task = None
+        if self._group is not None:
+            await self._group.close()
+            self._group = None
         if self.journal is not None:
             if drained and self._spill_pending:
                 await asyncio.get_running_loop().run_in_executor(
