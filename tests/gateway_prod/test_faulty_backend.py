@@ -10,12 +10,12 @@ from typing import Any
 import httpx
 import pytest
 
-from rankgate.backends import ThreadBudget, build_backend
 from rankgate.backends.base import BackendError, BackendTimeout, BadRequest, Kind
 from rankgate.backends.faulty import FaultyBackend
 from rankgate.backends.openai_http import OpenAIHTTPBackend
 from rankgate.config import Settings
-from rankgate.panel import ModelSpec
+from rankgate.panel import ModelSpec, Panel
+from rankgate.runtime import open_panel
 
 pytestmark = pytest.mark.anyio
 MSG = [{"role": "system", "content": "Be brief."},
@@ -186,10 +186,6 @@ async def test_stream_ends_with_a_usage_only_chunk():
 
 async def test_panel_backend_faulty_builds_a_faulty_backend():
     spec = ModelSpec(id="chaos", backend="faulty", upstream_model="error-503")
-    budget = ThreadBudget(1)
-    try:
-        async with httpx.AsyncClient() as client:
-            backend = build_backend(spec, Settings(), client, budget)
-    finally:
-        budget.shutdown()
+    async with open_panel(Panel([spec]), Settings()) as rt:
+        backend = rt.backends["chaos"]
     assert isinstance(backend, FaultyBackend) and backend.fault == "error-503"

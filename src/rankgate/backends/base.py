@@ -50,10 +50,57 @@ class BackendStream(Protocol):
     async def aclose(self) -> None: ...
 
 
+@dataclass(frozen=True)
+class Capabilities:
+    """What a backend can do, so callers ask instead of checking its class.
+
+    The gateway refuses a request needing a capability the chosen model lacks (400 naming
+    both), ``auto`` routes only among models that have what the request needs, and the
+    evaluation runner asks for logprobs only where they exist.
+    """
+
+    streaming: bool = True
+    logprobs: bool = False  # token logprobs on request
+    tools: bool = False  # returns real ``tool_calls`` when offered ``tools``
+    images: bool = False  # image content parts
+    audio: bool = False  # input_audio content parts
+    files: bool = False  # file content parts
+    #: requests it serves at once; None = as many as it is sent (an HTTP server queues them)
+    max_concurrency: int | None = None
+    #: priced by measured compute seconds x the machine's $/hour, not by tokens
+    compute_priced: bool = False
+
+
+@dataclass(frozen=True)
+class BackendStatus:
+    """Readiness as ``/healthz`` and ``rankgate panel list`` show it."""
+
+    ready: bool | None  # None: not known without a call (a remote server)
+    loaded: bool  # weights in memory / nothing to load
+    location: str  # file or URL
+    size: int | None = None  # bytes of local weights
+    note: str | None = None  # why it is not ready, or what was not checked
+
+
 class Backend(Protocol):
-    """A model the gateway can call. Implementations: ``llamacpp``, ``openai_http``."""
+    """A model the gateway can call: one file under ``backends/`` plus one line in
+    ``backends/registry.py``. Implementations: ``llamacpp``, ``openai_http``, ``faulty``.
+
+    Lifecycle: built cheaply (nothing loaded or connected), ``load()`` to warm up (local
+    weights), ``status()`` at any time without I/O to the model, ``aclose()`` once at the end.
+    """
 
     spec: ModelSpec
+    capabilities: Capabilities
+    context_window: int | None  # tokens (prompt + completion); None: unknown
+
+    async def load(self) -> None:
+        """Make the first request fast (load weights); a no-op for remote models."""
+        ...
+
+    def status(self, thorough: bool = False) -> BackendStatus:
+        """Readiness without calling the model; ``thorough`` may do slower local checks."""
+        ...
 
     async def complete(self, kind: Kind, payload: dict[str, Any]) -> Result:
         """Run one request to completion. ``payload`` is the client's body minus ``model``."""

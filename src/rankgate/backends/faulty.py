@@ -27,13 +27,16 @@ from typing import Any
 
 from rankgate.backends.base import (
     BackendError,
+    BackendStatus,
     BackendTimeout,
     BadRequest,
+    Capabilities,
     Kind,
     Result,
     StreamStats,
     Usage,
 )
+from rankgate.backends.resources import Resources
 from rankgate.panel import ModelSpec
 from rankgate.testing.fault_upstream import REPLY
 
@@ -94,6 +97,16 @@ def _usage_json(u: Usage) -> dict[str, int]:
             "total_tokens": u.input_tokens + u.output_tokens}
 
 
+def validate(spec: ModelSpec) -> None:
+    if spec.path or spec.bundled or spec.base_url:
+        raise ValueError("backend 'faulty' takes no path/bundled/base_url: its model "
+                         "name (upstream_model or id) says which fault to inject")
+
+
+def build(spec: ModelSpec, res: Resources) -> FaultyBackend:
+    return FaultyBackend(spec)
+
+
 class FaultyBackend:
     """One panel model of ``backend: faulty``; ``calls`` counts every complete/stream call
     (tests use it to prove a call was or was not made)."""
@@ -102,6 +115,16 @@ class FaultyBackend:
         self.spec = spec
         self.fault = spec.name_upstream
         self.calls = 0
+        # a stand-in for a hosted model: takes what one would (a panel entry may narrow it)
+        self.capabilities = spec.narrow(Capabilities(streaming=True, tools=True, images=True,
+                                                     audio=True, files=True))
+        self.context_window: int | None = spec.context_window
+
+    async def load(self) -> None:
+        return None
+
+    def status(self, thorough: bool = False) -> BackendStatus:
+        return BackendStatus(True, True, f"faulty:{self.fault}")
 
     async def _answer_head(self, stream: bool) -> None:
         """Everything the upstream does before it would send a 200 status line."""

@@ -28,13 +28,26 @@ import numpy as np
 
 from rankgate.backends.base import (
     BackendError,
+    BackendStatus,
     BadRequest,
+    Capabilities,
     ContextOverflow,
     Kind,
     Result,
     StreamStats,
     Usage,
 )
+from rankgate.backends.llamacpp_tools import (
+    as_chunks,
+    extract_tool_calls,
+    forced_call_grammar,
+    native_messages,
+    template_calls_tools,
+    wants_tools,
+)
+from rankgate.backends.resources import Resources
+from rankgate.local_models import BUNDLED, model_path, status
+from rankgate.messages import plain_messages
 from rankgate.panel import ModelSpec
 
 DEFAULT_CONTEXT = 8192
@@ -131,11 +144,13 @@ _SAMPLING = {
     "seed": "seed",
     "stop": "stop",
 }
-_CHAT_ONLY = {"response_format", "tools", "tool_choice"}
+_CHAT_ONLY = {"response_format"}
 
 
-def _llama_kwargs(kind: Kind, payload: dict[str, Any]) -> dict[str, Any]:
-    """Translate an OpenAI request body into llama-cpp-python keyword arguments."""
+def _llama_kwargs(kind: Kind, payload: dict[str, Any], native_tools: bool = False
+                  ) -> dict[str, Any]:
+    """Translate an OpenAI request body into llama-cpp-python keyword arguments.
+    ``native_tools``: the model's template takes tools, and this request offers some."""
     if payload.get("n") not in (None, 1):
         raise BadRequest("local models generate one choice per request; use n=1", param="n")
     kw: dict[str, Any] = {k_out: payload[k_in] for k_in, k_out in _SAMPLING.items()
@@ -144,8 +159,15 @@ def _llama_kwargs(kind: Kind, payload: dict[str, Any]) -> dict[str, Any]:
     kw.setdefault("top_p", 1.0)
     max_tokens = payload.get("max_completion_tokens") or payload.get("max_tokens")
     kw["max_tokens"] = max_tokens
-    if kind == "chat":
-        kw["messages"] = payload["messages"]
+    if kind == "chat" and native_tools:
+        kw["messages"] = native_messages(payload["messages"])
+        kw["tools"] = payload["tools"]
+        if (grammar := forced_call_grammar(payload)) is not None:
+            kw["grammar"] = grammar
+    elif kind == "chat":
+        # GGUF chat templates know {role, content: str}: content parts, null content, tool
+        # calls and tool results are rendered as text (the gateway refused media and tools)
+        kw["messages"] = plain_messages(payload["messages"])
         kw.update({k: payload[k] for k in _CHAT_ONLY if payload.get(k) is not None})
     else:
         kw["prompt"] = payload["prompt"]
@@ -162,47 +184,119 @@ def _wanted_logprobs(kind: Kind, payload: dict[str, Any]) -> int | None:
     return None if lp is None or lp is False else int(lp)
 
 
-class LlamaCppBackend:
-    """A bundled or user-supplied GGUF model served in-process."""
+class LocalWeights:
+    """One GGUF file loaded once, however many panel entries use it (variants of a model
+    share its weights), with the lock that serialises generations on it."""
 
-    def __init__(self, spec: ModelSpec, model_path: Path, budget: ThreadBudget,
-                 context_window: int | None = None) -> None:
-        self.spec = spec
-        self.model_path = model_path
+    def __init__(self, path: Path, n_ctx: int, budget: ThreadBudget) -> None:
+        self.path = path
+        self.n_ctx = n_ctx
         self.budget = budget
-        self.n_ctx = spec.context_window or context_window or DEFAULT_CONTEXT
-        self._llama: Any = None
-        self._lock = asyncio.Lock()
+        self.llama: Any = None
+        self.lock = asyncio.Lock()
+        # read from the file's chat template, before loading (routing needs it up front)
+        self.calls_tools = template_calls_tools(path) if path.is_file() else False
 
-    # -- loading -------------------------------------------------------------------------
-    def _load(self) -> Any:
-        if not self.model_path.is_file():
-            raise BackendError(f"model file for {self.spec.id!r} is missing: {self.model_path}; "
+    def _load(self, model_id: str) -> Any:
+        if not self.path.is_file():
+            raise BackendError(f"model file for {model_id!r} is missing: {self.path}; "
                                "run: rankgate panel prepare")
         cls = _tapped_llama_class()
         return cls(
-            model_path=str(self.model_path),
+            model_path=str(self.path),
             n_ctx=self.n_ctx,
             n_threads=self.budget.threads_per_call,
             n_threads_batch=self.budget.threads_per_call,
             verbose=False,
         )
 
+    async def loaded(self, model_id: str) -> Any:
+        """The model, loading it on first use (caller holds ``self.lock``)."""
+        if self.llama is None:
+            loop = asyncio.get_running_loop()
+            self.llama = await loop.run_in_executor(self.budget.executor, self._load, model_id)
+        return self.llama
+
+    async def close(self) -> None:
+        async with self.lock:
+            if self.llama is not None:
+                with contextlib.suppress(Exception):
+                    self.llama.close()
+                self.llama = None
+
+
+def validate(spec: ModelSpec) -> None:
+    """Panel fields of a llamacpp model: exactly one of ``path``/``bundled``, no URL."""
+    if (spec.path is None) == (spec.bundled is None):
+        raise ValueError("llamacpp models need exactly one of 'path' or 'bundled'")
+    if spec.bundled is not None and spec.bundled not in BUNDLED:
+        raise ValueError(f"unknown bundled model {spec.bundled!r} (known: {', '.join(BUNDLED)})")
+    if spec.base_url or spec.api_key_env:
+        raise ValueError("'base_url'/'api_key_env' only apply to backend 'openai'")
+
+
+def build(spec: ModelSpec, res: Resources) -> LlamaCppBackend:
+    """The backend of a bundled or user-supplied GGUF model; weights shared by file."""
+    if spec.bundled:
+        bundled = BUNDLED[spec.bundled]
+        path, default_ctx = model_path(bundled, res.settings.home), bundled.context_window
+    else:
+        assert spec.path
+        path, default_ctx = Path(spec.path).expanduser(), None
+    n_ctx = spec.context_window or default_ctx or DEFAULT_CONTEXT
+    key = (str(path.resolve()), n_ctx)
+    weights = res.weights.get(key)
+    if weights is None:
+        weights = res.weights[key] = LocalWeights(path, n_ctx, res.budget)
+    return LlamaCppBackend(spec, weights, res.settings.home)
+
+
+class LlamaCppBackend:
+    """A bundled or user-supplied GGUF model served in-process."""
+
+    def __init__(self, spec: ModelSpec, weights: LocalWeights, home: Path) -> None:
+        self.spec = spec
+        self.capabilities = spec.narrow(Capabilities(
+            streaming=True, logprobs=True, tools=weights.calls_tools, images=False,
+            audio=False, files=False, max_concurrency=1, compute_priced=True))
+        self.home = home  # RANKGATE_HOME: where bundled weights are assembled
+        self.weights = weights
+        self.budget = weights.budget
+        self.model_path = weights.path
+        self.n_ctx = weights.n_ctx
+        self.context_window: int | None = weights.n_ctx
+        self._lock = weights.lock
+
     async def _loaded(self) -> Any:
         """The model, loading it on first use (caller holds ``self._lock``)."""
-        if self._llama is None:
-            loop = asyncio.get_running_loop()
-            self._llama = await loop.run_in_executor(self.budget.executor, self._load)
-        return self._llama
+        return await self.weights.loaded(self.spec.id)
 
     async def load(self) -> None:
-        """Load now instead of on the first request (used by ``serve --preload``)."""
+        """Load now instead of on the first request (``serve --preload``); a missing file
+        is left for the first request to report."""
+        if not self.model_path.is_file():
+            return
         async with self._lock:
             await self._loaded()
 
     @property
     def loaded(self) -> bool:
-        return self._llama is not None
+        return self.weights.llama is not None
+
+    def status(self, thorough: bool = False) -> BackendStatus:
+        """Ready when the weights file exists (a stat, cheap enough for ``/healthz``); when it
+        does not, a bundled model says which command fixes it. ``thorough`` also checks a
+        bundled file's size and GGUF magic (``rankgate panel list``)."""
+        if thorough and self.spec.bundled:
+            st = status(BUNDLED[self.spec.bundled], self.home)
+            return BackendStatus(st.ready, self.loaded, str(st.path), st.size, st.problem)
+        f = self.model_path
+        size = f.stat().st_size if f.is_file() else None
+        note = None
+        if size is None:
+            note = status(BUNDLED[self.spec.bundled], self.home).problem if self.spec.bundled \
+                else "file missing"
+        return BackendStatus(size is not None, self.loaded, str(f), size, note)
 
     # -- running -------------------------------------------------------------------------
     def _call(self, llama: Any, kind: Kind, kw: dict[str, Any], tap: _Tap) -> Any:
@@ -228,8 +322,12 @@ class LlamaCppBackend:
         n = len(tap.tokens) - (1 if eos_stopped and tap.tokens else 0)
         return Usage(tap.prompt_tokens, max(n, 0))
 
+    def _native_tools(self, kind: Kind, payload: dict[str, Any]) -> bool:
+        return kind == "chat" and self.capabilities.tools and wants_tools(payload)
+
     async def complete(self, kind: Kind, payload: dict[str, Any]) -> Result:
-        kw = _llama_kwargs(kind, payload)
+        tools = self._native_tools(kind, payload)
+        kw = _llama_kwargs(kind, payload, tools)
         tap = _Tap(_wanted_logprobs(kind, payload))
         loop = asyncio.get_running_loop()
         async with self._lock, self.budget.slot():
@@ -250,6 +348,8 @@ class LlamaCppBackend:
             eog = bool(tap.tokens) and self._is_eog(llama, tap.tokens[-1])
             if tap.top_logprobs is not None:
                 self._attach_logprobs(llama, kind, body, tap, eog)
+        if tools:
+            extract_tool_calls(body, {t["function"]["name"] for t in payload["tools"]})
         usage = body.get("usage") or {}
         return Result(
             body=body,
@@ -295,7 +395,11 @@ class LlamaCppBackend:
                 "text_offset": offsets,
             }
 
-    async def stream(self, kind: Kind, payload: dict[str, Any]) -> _LlamaStream:
+    async def stream(self, kind: Kind, payload: dict[str, Any]) -> _LlamaStream | _Replay:
+        if self._native_tools(kind, payload):
+            # tool calls are known only once the answer is complete: generate, then replay
+            result = await self.complete(kind, payload)
+            return _Replay(as_chunks(result.body), result.usage, result.compute_s)
         kw = _llama_kwargs(kind, payload)
         kw["stream"] = True
         s = _LlamaStream(self, kind, kw)
@@ -303,14 +407,25 @@ class LlamaCppBackend:
         return s
 
     async def aclose(self) -> None:
-        async with self._lock:
-            if self._llama is not None:
-                with contextlib.suppress(Exception):
-                    self._llama.close()
-                self._llama = None
+        await self.weights.close()
 
 
 _DONE = object()
+
+
+class _Replay:
+    """A finished answer handed out as stream chunks (a tool-call answer, parsed whole)."""
+
+    def __init__(self, chunks: list[dict[str, Any]], usage: Usage, compute_s: float) -> None:
+        self.chunks = chunks
+        self.stats = StreamStats(usage, compute_s)
+
+    async def __aiter__(self) -> AsyncIterator[dict[str, Any]]:
+        for chunk in self.chunks:
+            yield chunk
+
+    async def aclose(self) -> None:
+        return None
 
 
 class _LlamaStream:

@@ -28,14 +28,17 @@ from yarl import URL
 
 from rankgate.backends.base import (
     BackendError,
+    BackendStatus,
     BackendTimeout,
     BackendUnreachable,
     BadRequest,
+    Capabilities,
     Kind,
     Result,
     StreamStats,
     Usage,
 )
+from rankgate.backends.resources import Resources
 from rankgate.panel import ModelSpec
 
 _PATHS = {"chat": "/chat/completions", "text": "/completions"}
@@ -146,6 +149,24 @@ def _usage(body: dict[str, Any] | None) -> Usage:
     return Usage(u.get("prompt_tokens"), u.get("completion_tokens"))
 
 
+def validate(spec: ModelSpec) -> None:
+    """Panel fields of an OpenAI-compatible server: a ``base_url``, no local file."""
+    if not spec.base_url:
+        raise ValueError("openai models need 'base_url'")
+    if spec.path or spec.bundled:
+        raise ValueError("'path'/'bundled' only apply to backend 'llamacpp'")
+
+
+def build(spec: ModelSpec, res: Resources) -> OpenAIHTTPBackend:
+    return OpenAIHTTPBackend(spec, res.pool, res.settings.upstream_timeout_s)
+
+
+#: What an OpenAI-compatible server may do: the upstream itself answers 400 to what its model
+#: cannot take, and that 400 is passed on. A panel entry narrows this with ``capabilities``.
+HTTP_CAPABILITIES = Capabilities(streaming=True, logprobs=True, tools=True, images=True,
+                                 audio=True, files=True, max_concurrency=None)
+
+
 class OpenAIHTTPBackend:
     """One panel model served over OpenAI-compatible HTTP.
 
@@ -158,6 +179,8 @@ class OpenAIHTTPBackend:
     def __init__(self, spec: ModelSpec, pool: UpstreamPool | Any, timeout_s: float) -> None:
         assert spec.base_url
         self.spec = spec
+        self.capabilities = spec.narrow(HTTP_CAPABILITIES)
+        self.context_window: int | None = spec.context_window
         self._owns_pool = not isinstance(pool, UpstreamPool)
         self.pool: UpstreamPool = UpstreamPool(max_connections=100) if self._owns_pool else pool
         self.base_url = spec.base_url.rstrip("/")
@@ -256,6 +279,12 @@ class OpenAIHTTPBackend:
                                f"{ctype or 'no content-type'}, not an event stream: "
                                f"{_upstream_message(raw, resp.reason)}")
         return _HTTPStream(self, resp, t0, _prompt_chars(kind, payload))
+
+    async def load(self) -> None:
+        return None  # nothing to warm up: connections open on first use
+
+    def status(self, thorough: bool = False) -> BackendStatus:
+        return BackendStatus(None, True, self.base_url, note="not probed (remote)")
 
     async def aclose(self) -> None:
         """Closes the private pool, if any; the shared pool is closed by its owner."""

@@ -19,7 +19,6 @@ import random
 import sqlite3
 import time
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -28,7 +27,6 @@ import orjson
 
 from rankgate.backends import Backend
 from rankgate.backends.base import BackendError, BadRequest, Result
-from rankgate.backends.llamacpp import LlamaCppBackend
 from rankgate.eval import scorers
 from rankgate.eval.scorers.base import Item, Score
 from rankgate.outcomes import Outcome, OutcomeWriter, iter_jsonl
@@ -116,7 +114,7 @@ def _payload(item: Item, cfg: RunConfig, backend: Backend) -> dict[str, Any]:
         "max_tokens": cfg.max_tokens or MAX_TOKENS.get(item.category or "", DEFAULT_MAX_TOKENS),
         "seed": 0,
     }
-    if cfg.logprobs and isinstance(backend, LlamaCppBackend):
+    if cfg.logprobs and backend.capabilities.logprobs:
         p["logprobs"] = True
     return p
 
@@ -159,11 +157,14 @@ class Runner:
         self.pricers = pricers
         self.cache = cache
         self.cfg = cfg
-        self._score_pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="score")
-        self._sems = {
-            mid: asyncio.Semaphore(1 if isinstance(b, LlamaCppBackend) else cfg.http_concurrency)
-            for mid, b in backends.items()
-        }
+        self._sems = {mid: asyncio.Semaphore(self._concurrency(b)) for mid, b in backends.items()}
+
+    def _concurrency(self, backend: Backend) -> int:
+        """In flight per model: the backend's own limit (1 for an in-process model), else
+        ``http_concurrency``."""
+        limit = backend.capabilities.max_concurrency
+        return self.cfg.http_concurrency if limit is None else min(limit,
+                                                                   self.cfg.http_concurrency)
 
     async def _generate(self, item: Item, model: str) -> tuple[dict[str, Any], bool]:
         backend = self.backends[model]
@@ -197,18 +198,8 @@ class Runner:
             return Outcome(**base, score=None, error=f"{e.code}: {e.message}"), False
         except Exception as e:  # one item never kills the run
             return Outcome(**base, score=None, error=f"{type(e).__name__}: {e}"), False
-        loop = asyncio.get_running_loop()
         try:
-            if item.scorer == "judge":
-                if self.judge is None:
-                    raise ValueError("judge items need a judge model (--judge MODEL)")
-                from rankgate.eval.scorers.judge import JudgeScorer, grade
-
-                sc: Score = await grade(self.judge, item.prompt_text, rec["response"],
-                                        **JudgeScorer.args(item))
-            else:
-                sc = await loop.run_in_executor(
-                    self._score_pool, scorers.get(item.scorer).score, rec["response"], item)
+            sc: Score = await scorers.get(item.scorer).ascore(rec["response"], item, self.judge)
         except Exception as e:
             return Outcome(**base, score=None, response=rec["response"],
                            error=f"scorer {item.scorer} failed: {type(e).__name__}: {e}"), cached
@@ -244,43 +235,33 @@ class Runner:
                 if on_progress:
                     on_progress(progress)
 
-        n_workers = sum(1 if isinstance(b, LlamaCppBackend) else self.cfg.http_concurrency
-                        for mid, b in self.backends.items() if mid in models) + 1
+        n_workers = sum(self._concurrency(b) for mid, b in self.backends.items()
+                        if mid in models) + 1
         try:
             await asyncio.gather(*(worker() for _ in range(max(1, n_workers))))
         finally:
             writer.close()
-            self._score_pool.shutdown(wait=True)
         return progress
 
 
 def evaluate(items: list[Item], models: list[str], out: Path, *, panel: Any, settings: Any,
              cfg: RunConfig | None = None, use_cache: bool = True, judge: str | None = None,
              on_progress: Callable[[Progress], None] | None = None) -> Progress:
-    """Build the backends for ``models`` from ``panel`` and run them over ``items``."""
-    from rankgate.backends import ThreadBudget, build_backend
-    from rankgate.backends.openai_http import UpstreamPool
+    """Open ``models`` of ``panel`` (and the judge) and run them over ``items``."""
+    from rankgate.runtime import open_panel
 
     cfg = cfg or RunConfig()
 
     async def main() -> Progress:
-        client = UpstreamPool()
-        budget = ThreadBudget(settings.threads, settings.threads_per_model)
-        backends = {m: build_backend(panel.get(m), settings, client, budget) for m in models}
-        judge_backend = None
-        if judge is not None:
-            judge_backend = backends.get(judge) or build_backend(panel.get(judge), settings,
-                                                                 client, budget)
-        pricers = {m: Pricer(panel.get(m), settings.machine_usd_per_hour) for m in models}
+        rt = open_panel(panel, settings, models)
+        judge_backend = rt.add(panel.get(judge)) if judge is not None else None
+        backends = {m: rt.backends[m] for m in models}
         cache = ResponseCache(settings.home / "cache" / "responses.sqlite") if use_cache else None
         try:
-            return await Runner(backends, pricers, cache, cfg, judge_backend).run(
+            return await Runner(backends, rt.pricers, cache, cfg, judge_backend).run(
                 items, models, out, on_progress)
         finally:
-            for b in backends.values():
-                await b.aclose()
-            await client.aclose()
-            budget.shutdown()
+            await rt.aclose()
             if cache is not None:
                 cache.close()
 

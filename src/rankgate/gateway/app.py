@@ -20,9 +20,6 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import Request
 from starlette.responses import Response
 
-from rankgate.backends import ThreadBudget, build_backends
-from rankgate.backends.llamacpp import LlamaCppBackend
-from rankgate.backends.openai_http import UpstreamPool
 from rankgate.config import Settings
 from rankgate.gateway.admin_api import build_admin_router
 from rankgate.gateway.auth import Auth, KeyStore
@@ -37,7 +34,7 @@ from rankgate.gateway.routing import LoadedRouter, RoutingTable
 from rankgate.gateway.schemas import ChatCompletionRequest, CompletionRequest
 from rankgate.gateway.state import GatewayState
 from rankgate.panel import Panel, default_panel
-from rankgate.pricing import Pricer
+from rankgate.runtime import open_panel
 from rankgate.store.request_log import RequestLog
 
 log = logging.getLogger("rankgate")
@@ -135,11 +132,10 @@ def create_app(settings: Settings | None = None, panel: Panel | None = None,
     use (slower start, no cold first request)."""
     settings = settings or Settings()
     panel = panel or default_panel()
-    # one upstream connection pool; its aiohttp session starts inside the server's loop
-    client = UpstreamPool(max_connections=1000)
-    budget = ThreadBudget(settings.threads, settings.threads_per_model)
     routing = load_routing(list(routers or []), panel, settings)
-    backends = build_backends(panel, settings, client, budget)
+    # one upstream connection pool; its aiohttp session starts inside the server's loop
+    runtime = open_panel(panel, settings, max_connections=1000)
+    backends = runtime.backends
     request_log = RequestLog(settings.resolved_store_url(), settings.log_queue_size,
                              journal_dir=settings.home / "journal",
                              batch_wait_s=settings.log_batch_wait_s,
@@ -147,12 +143,8 @@ def create_app(settings: Settings | None = None, panel: Panel | None = None,
     state = GatewayState(
         settings=settings,
         panel=panel,
-        backends=backends,
-        pricers={m.id: Pricer(m, settings.machine_usd_per_hour, settings.local_tokens_per_s)
-                 for m in panel},
+        runtime=runtime,
         request_log=request_log,
-        client=client,
-        budget=budget,
         routing=routing,
         auth=_auth(settings, request_log),
         limiter=_limiter(settings, request_log),
@@ -168,9 +160,7 @@ def create_app(settings: Settings | None = None, panel: Panel | None = None,
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         state.request_log.start()
         if preload:
-            for backend in state.backends.values():
-                if isinstance(backend, LlamaCppBackend) and backend.model_path.is_file():
-                    await backend.load()
+            await runtime.load()
         try:
             yield
         finally:
@@ -180,10 +170,7 @@ def create_app(settings: Settings | None = None, panel: Panel | None = None,
                 await state.cache.aclose()
             if state.bandit_sync is not None:
                 await state.bandit_sync.aclose()
-            for backend in state.backends.values():
-                await backend.aclose()
-            await client.aclose()
-            budget.shutdown()
+            await runtime.aclose()
             routing.shutdown()
 
     app = FastAPI(title="rankgate", version="0.1.0", lifespan=lifespan,

@@ -21,6 +21,7 @@ from rankgate.gateway.errors import APIError, error_response, json_object, read_
 from rankgate.gateway.routing import sync_bandit
 from rankgate.gateway.state import GatewayState
 from rankgate.outcomes import Outcome
+from rankgate.routing.base import OnlineRouter
 from rankgate.store.outcome_store import add_outcome
 from rankgate.store.request_queries import find_request
 
@@ -92,7 +93,7 @@ async def handle_feedback(state: GatewayState, request: Request) -> Response:
                                    _outcome(rid, info, score, comment))
         updated = False
         loaded = state.routing.routers.get(info.get("router") or "")
-        if loaded is not None and hasattr(loaded.router, "update"):
+        if loaded is not None and isinstance(loaded.router, OnlineRouter):
             if state.bandit_sync is not None:  # shared: every instance applies it, in order
                 await state.bandit_sync.publish(info["router"], info["prompt"], info["model"],
                                                 score)

@@ -7,7 +7,6 @@ from typing import Any
 from fastapi import APIRouter, Request
 from starlette.responses import Response
 
-from rankgate.backends.llamacpp import LlamaCppBackend
 from rankgate.gateway.completions import handle
 from rankgate.gateway.errors import APIError, error_response
 from rankgate.gateway.feedback import handle_feedback
@@ -63,11 +62,11 @@ def build_router() -> APIRouter:
         state = _state(request)
         models = {}
         for m in state.panel:
-            b = state.backends[m.id]
+            st = state.backends[m.id].status()
             info: dict[str, Any] = {"backend": m.backend}
-            if isinstance(b, LlamaCppBackend):
-                info["ready"] = b.model_path.is_file()
-                info["loaded"] = b.loaded
+            if st.ready is not None:  # a remote server is not probed here
+                info["ready"] = st.ready
+                info["loaded"] = st.loaded
             models[m.id] = info
         out: dict[str, Any] = {"status": "ok", "models": models,
                                "request_log": state.request_log.stats(),

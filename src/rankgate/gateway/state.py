@@ -7,12 +7,12 @@ from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from rankgate.backends import Backend, ThreadBudget
-from rankgate.backends.openai_http import UpstreamPool
+from rankgate.backends import Backend
 from rankgate.config import Settings
 from rankgate.gateway.routing import RoutingTable
 from rankgate.panel import Panel
 from rankgate.pricing import Pricer
+from rankgate.runtime import PanelRuntime
 from rankgate.store.request_log import RequestLog
 
 if TYPE_CHECKING:  # the production pieces import gateway modules that import this one
@@ -28,11 +28,8 @@ if TYPE_CHECKING:  # the production pieces import gateway modules that import th
 class GatewayState:
     settings: Settings
     panel: Panel
-    backends: dict[str, Backend]
-    pricers: dict[str, Pricer]
+    runtime: PanelRuntime  # backends, pricers, HTTP pool, thread budget
     request_log: RequestLog
-    client: UpstreamPool
-    budget: ThreadBudget
     limiter: Limiter  # MemoryLimiter, or RedisLimiter shared by several gateways
     resilience: Resilience
     metrics: Metrics
@@ -44,6 +41,14 @@ class GatewayState:
     # request id -> what feedback needs, for requests too recent to be in the database yet
     recent: OrderedDict[str, dict[str, Any]] = field(default_factory=OrderedDict)
     recent_max: int = 10_000
+
+    @property
+    def backends(self) -> dict[str, Backend]:
+        return self.runtime.backends
+
+    @property
+    def pricers(self) -> dict[str, Pricer]:
+        return self.runtime.pricers
 
     def remember(self, request_id: str, info: dict[str, Any]) -> None:
         self.recent[request_id] = info

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
@@ -88,6 +88,29 @@ class Router(Protocol):
 
     def state(self) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
         """(JSON-able parameters, named NumPy arrays) — everything needed to rebuild it."""
+        ...
+
+    @classmethod
+    def from_state(cls, embedder: Any, params: dict[str, Any],
+                   arrays: dict[str, np.ndarray]) -> Router:
+        """The router ``state()`` described, serving with ``embedder`` (artifacts load this
+        way; a router that embeds nothing ignores it)."""
+        ...
+
+
+@runtime_checkable
+class OnlineRouter(Protocol):
+    """A router that keeps learning while it serves (the bandit): it picks with exploration
+    and folds in feedback. The gateway checks for this protocol, not for a class."""
+
+    models: list[str]
+
+    def select(self, prompt: str, costs: np.ndarray, knob: Knob) -> tuple[int, np.ndarray]:
+        """(index of the model to use, mean predicted quality per model)."""
+        ...
+
+    def update(self, prompt: str, model: str, reward: float) -> None:
+        """Learn from one verdict (a score in [0, 1]) on ``model``'s answer to ``prompt``."""
         ...
 
 

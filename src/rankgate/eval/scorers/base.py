@@ -10,7 +10,10 @@ one file and one line in ``scorers/__init__.py``.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
+
+if TYPE_CHECKING:
+    from rankgate.backends.base import Backend
 
 
 @dataclass(frozen=True)
@@ -27,8 +30,11 @@ class Item:
 
     @property
     def prompt_text(self) -> str:
-        """The messages as plain text (what routers see)."""
-        return "\n\n".join(str(m.get("content") or "") for m in self.messages)
+        """The messages as plain text: exactly what the gateway's routers see for the same
+        conversation (one function for both, so routers train on the text they serve)."""
+        from rankgate.messages import prompt_text
+
+        return prompt_text({"messages": self.messages})
 
 
 @dataclass(frozen=True)
@@ -39,6 +45,9 @@ class Score:
 
 
 class Scorer(Protocol):
+    """What the runner calls: every scorer is awaited the same way, and one that needs a
+    model (the judge) gets it through ``model`` instead of a special case in the runner."""
+
     name: str
 
     def check(self, item: Item) -> None:
@@ -46,9 +55,26 @@ class Scorer(Protocol):
         are not usable by this scorer."""
         ...
 
-    def score(self, response: str, item: Item) -> Score:
-        """Score one response. Never raises on odd responses: an unusable answer scores 0."""
+    async def ascore(self, response: str, item: Item, model: Backend | None = None) -> Score:
+        """Score one response. Never raises on odd responses: an unusable answer scores 0.
+        ``model`` is the run's judge, when it has one; scorers that need none ignore it."""
         ...
+
+
+class PureScorer:
+    """Base of scorers that need no model: they implement a synchronous, deterministic
+    ``score`` (easy to test and to call anywhere) and get ``ascore`` for free, run in a
+    worker thread so CPU-heavy scoring (code in a subprocess) never blocks the event loop."""
+
+    name: str
+
+    def score(self, response: str, item: Item) -> Score:
+        raise NotImplementedError
+
+    async def ascore(self, response: str, item: Item, model: Backend | None = None) -> Score:
+        import asyncio
+
+        return await asyncio.to_thread(self.score, response, item)
 
 
 def usable_text(scorer: Scorer, response: str, item: Item) -> str | Score:

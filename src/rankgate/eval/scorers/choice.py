@@ -53,7 +53,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, replace
 
-from rankgate.eval.scorers.base import Item, Score
+from rankgate.eval.scorers.base import Item, PureScorer, Score
 
 LETTERS = "ABCDEF"
 _MIN_CHOICES, _MAX_CHOICES = 2, len(LETTERS)
@@ -287,7 +287,7 @@ def _counted(mentions: list[_Mention]) -> tuple[list[_Mention], str]:
     return live, "mentioned"
 
 
-class ChoiceScorer:
+class ChoiceScorer(PureScorer):
     """Multiple choice: 1.0 when the response commits to exactly the target option."""
 
     name = "choice"

@@ -28,7 +28,7 @@ import textwrap
 from dataclasses import dataclass
 
 from rankgate.eval.sandbox import SandboxResult, run_python
-from rankgate.eval.scorers.base import Item, Score
+from rankgate.eval.scorers.base import Item, PureScorer, Score
 
 _PYTHON_TAGS = {"", "python", "python3", "py", "py3", "ipython"}
 _FENCE_OPEN = re.compile(r"^[ \t]*(`{3,}|~{3,})[ \t]*([\w+.#-]*)[^\n`]*$")
@@ -44,7 +44,7 @@ class _Block:
     code: str
 
 
-class CodeScorer:
+class CodeScorer(PureScorer):
     """pass@1 on HumanEval-style tests; see the module docstring for extraction rules."""
 
     name = "code"

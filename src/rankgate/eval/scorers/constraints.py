@@ -40,7 +40,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from rankgate.eval.scorers.base import Item, Score, usable_text
+from rankgate.eval.scorers.base import Item, PureScorer, Score, usable_text
 from rankgate.eval.scorers.json_schema import parse_strict_json, schema_validator, validation_error
 from rankgate.eval.scorers.regex import compile_pattern
 
@@ -362,7 +362,7 @@ def validate_constraint(c: Any) -> None:
     rule.validate(c)
 
 
-class ConstraintsScorer:
+class ConstraintsScorer(PureScorer):
     """1.0 if the response satisfies every constraint in ``item.target``, else 0.0."""
 
     name = "constraints"

@@ -23,7 +23,7 @@ import json
 import re
 from typing import Any
 
-from rankgate.eval.scorers.base import Item, Score
+from rankgate.eval.scorers.base import Item, PureScorer, Score
 
 _FENCE = re.compile(r"```[ \t]*([A-Za-z0-9_+-]*)[^\n]*\n(.*?)(?:\n[ \t]*)?```", re.S)
 _MAX_CHARS = 200_000  # longer responses are cut: scanning is quadratic in the worst case
@@ -133,7 +133,7 @@ def _compact(text: str, limit: int = 200) -> str:
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
-class JsonSchemaScorer:
+class JsonSchemaScorer(PureScorer):
     """1.0 if the response's JSON validates against ``item.target`` (a JSON Schema), else 0.0."""
 
     name = "json_schema"

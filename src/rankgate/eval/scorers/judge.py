@@ -5,8 +5,8 @@ Any panel or hosted model can judge (it is just a ``Backend``). Single grading a
 better, **twice, with the order swapped**; if the two verdicts disagree (position bias) the
 comparison is a tie. Verdicts that can't be parsed are ties/zero, never guesses.
 
-The judge needs a model, so the eval runner calls ``grade`` itself (``rankgate eval --judge
-MODEL``); the registry's ``JudgeScorer`` only validates items and refuses to score without one.
+``JudgeScorer`` is an ordinary scorer: the runner passes its judge model (``rankgate eval
+--judge MODEL``) to every scorer's ``ascore``, and this one is the scorer that uses it.
 """
 
 from __future__ import annotations
@@ -121,8 +121,12 @@ class JudgeScorer:
         if item.target is not None and not isinstance(item.target, str):
             raise ValueError("target (the reference answer) must be a string")
 
-    def score(self, response: str, item: Item) -> Score:
-        return Score(0.0, "judge items need a judge model: run with --judge MODEL", None)
+    async def ascore(self, response: str, item: Item, model: Backend | None = None) -> Score:
+        """The judge's rubric grade; a ValueError without a judge model (the runner records
+        it as the item's error: a zero would pass for a verdict)."""
+        if model is None:
+            raise ValueError("judge items need a judge model (--judge MODEL)")
+        return await grade(model, item.prompt_text, response, **self.args(item))
 
     @staticmethod
     def args(item: Item) -> dict[str, Any]:

@@ -36,7 +36,7 @@ import re
 import unicodedata
 from typing import Any
 
-from rankgate.eval.scorers.base import Item, Score, usable_text
+from rankgate.eval.scorers.base import Item, PureScorer, Score, usable_text
 from rankgate.eval.scorers.constraints import count_words
 
 _TOKEN = re.compile(
@@ -105,7 +105,7 @@ def _label(fact: Any) -> str:
     return repr(_alternatives(fact)[0])
 
 
-class KeyFactsScorer:
+class KeyFactsScorer(PureScorer):
     """Fraction of ``item.target`` facts present in the response (0 if too long or forbidden)."""
 
     name = "keyfacts"

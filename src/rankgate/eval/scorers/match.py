@@ -43,7 +43,7 @@ import re
 import unicodedata
 from typing import Any
 
-from rankgate.eval.scorers.base import Item, Score
+from rankgate.eval.scorers.base import Item, PureScorer, Score
 
 _ANSWER_PREFIX = re.compile(r"^[\s*_#>`\"']*(?:final\s+)?answer[\s*_]*[:=]", re.IGNORECASE)
 _THOUSANDS = re.compile(r"(?<=\d),(?=\d{3}(?!\d))")
@@ -161,7 +161,7 @@ def _alternatives(tokens: list[str], start: int, end: int, accepted: list[list[s
     return False
 
 
-class ExactScorer:
+class ExactScorer(PureScorer):
     """1.0 when the whole normalised response is one of the accepted answers."""
 
     name = "exact"
@@ -186,7 +186,7 @@ class ExactScorer:
                      f"(e.g. {' '.join(accepted[0])!r})", shown)
 
 
-class ContainsScorer:
+class ContainsScorer(PureScorer):
     """1.0 when an accepted answer appears as whole words, not negated, hedged or rejected."""
 
     name = "contains"

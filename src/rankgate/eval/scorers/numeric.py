@@ -66,7 +66,7 @@ from decimal import Decimal
 from fractions import Fraction
 from typing import Any
 
-from rankgate.eval.scorers.base import Item, Score
+from rankgate.eval.scorers.base import Item, PureScorer, Score
 
 DEFAULT_REL_TOL = 1e-6
 DEFAULT_ABS_TOL = 1e-9
@@ -455,7 +455,7 @@ def _shown(text: str) -> str:
     return repr(text if len(text) <= _MAX_SHOWN else text[:_MAX_SHOWN - 3] + "...")
 
 
-class NumericScorer:
+class NumericScorer(PureScorer):
     """1.0 if the response's final number equals ``item.target`` within the item's tolerance."""
 
     name = "numeric"

@@ -13,7 +13,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from rankgate.eval.scorers.base import Item, Score
+from rankgate.eval.scorers.base import Item, PureScorer, Score
 
 _FLAGS = {"i": re.IGNORECASE, "m": re.MULTILINE, "s": re.DOTALL, "x": re.VERBOSE}
 _MAX_CHARS = 100_000  # bounds the cost of a backtracking pattern on a runaway response
@@ -47,7 +47,7 @@ def compile_pattern(pattern: Any, flags: Any = None) -> re.Pattern[str]:
         raise ValueError(f"regex does not compile: {exc}") from None
 
 
-class RegexScorer:
+class RegexScorer(PureScorer):
     """1.0 if ``item.target`` matches the response (anywhere, or fully with ``fullmatch``)."""
 
     name = "regex"
