@@ -154,3 +154,70 @@ def test_negative_feedback_changes_the_bandits_choice(routed, client):
             break
         rid = raw.headers["x-request-id"]
     assert raw.headers["x-rankgate-model"] != start
+
+
+WEATHER = [{"type": "function", "function": {
+    "name": "get_weather", "description": "Current weather in a city",
+    "parameters": {"type": "object", "properties": {"city": {"type": "string"}},
+                   "required": ["city"]}}}]
+OSLO = [{"role": "user", "content": "What is the weather in Oslo right now?"}]
+
+
+def test_auto_routes_a_tool_request_only_to_a_model_that_can_call_tools(client):
+    # the cheapest-possible knob would pick the 135M model, whose template has no tools
+    raw = client.chat.completions.with_raw_response.create(
+        model="auto", messages=OSLO, tools=WEATHER, tool_choice="required", max_tokens=48,
+        temperature=0, extra_body={"rankgate": {"max_cost_usd": 0.0}})
+    r = raw.parse()
+    assert raw.headers["x-rankgate-model"] == QWEN05
+    assert r.choices[0].finish_reason == "tool_calls"
+    call = r.choices[0].message.tool_calls[0]
+    assert call.function.name == "get_weather"
+    assert isinstance(orjson.loads(call.function.arguments), dict)
+
+
+def test_a_model_without_tool_calls_refuses_tools_by_name(client):
+    with pytest.raises(openai.BadRequestError) as e:
+        client.chat.completions.create(model=SMOLLM, messages=OSLO, tools=WEATHER,
+                                       max_tokens=8)
+    err = e.value.body
+    assert err["code"] == "capability_not_supported" and err["param"] == "tools"
+    assert SMOLLM in err["message"] and "tool" in err["message"]
+
+
+def test_local_qwen_returns_real_tool_calls_and_continues_the_agent_loop(client):
+    r = client.chat.completions.create(
+        model=QWEN05, messages=OSLO, tools=WEATHER, max_tokens=48, temperature=0,
+        tool_choice={"type": "function", "function": {"name": "get_weather"}})
+    call = r.choices[0].message.tool_calls[0]
+    assert r.choices[0].finish_reason == "tool_calls" and r.choices[0].message.content is None
+    assert "city" in orjson.loads(call.function.arguments)
+    # the agent framework replays the call and its result: accepted, answered
+    follow = [*OSLO,
+              {"role": "assistant", "content": None, "tool_calls": [call.model_dump()]},
+              {"role": "tool", "tool_call_id": call.id, "content": "12 C, light rain"}]
+    r2 = client.chat.completions.create(model=QWEN05, messages=follow, tools=WEATHER,
+                                        tool_choice="none", max_tokens=24, temperature=0)
+    assert r2.choices[0].message.content
+
+
+def test_a_streamed_tool_call_arrives_as_tool_call_deltas(client):
+    stream = client.chat.completions.create(
+        model=QWEN05, messages=OSLO, tools=WEATHER, tool_choice="required", max_tokens=48,
+        temperature=0, stream=True, stream_options={"include_usage": True})
+    chunks = list(stream)
+    deltas = [c.choices[0].delta for c in chunks if c.choices]
+    calls = [tc for d in deltas for tc in (d.tool_calls or [])]
+    assert calls and calls[0].function.name == "get_weather"
+    assert [c.choices[0].finish_reason for c in chunks if c.choices][-1] == "tool_calls"
+    assert chunks[-1].usage is not None and chunks[-1].usage.completion_tokens > 0
+
+
+def test_auto_with_an_image_no_local_model_can_see_is_a_400(client):
+    msgs = [{"role": "user", "content": [
+        {"type": "text", "text": "What is in this picture?"},
+        {"type": "image_url", "image_url": {"url": "data:image/png;base64,iVBORw0KGgo="}}]}]
+    with pytest.raises(openai.BadRequestError) as e:
+        client.chat.completions.create(model="auto", messages=msgs, max_tokens=8)
+    assert e.value.body["code"] == "capability_not_supported"
+    assert e.value.body["param"] == "messages[0].content[1]"

@@ -13,7 +13,7 @@ import math
 import time
 import uuid
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import anyio
@@ -24,13 +24,15 @@ from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 
 from rankgate.backends.base import BackendError, BackendStream, Kind, Usage
+from rankgate.gateway import schemas
 from rankgate.gateway.auth import KeyInfo
 from rankgate.gateway.cache import cache_key as cache_key_of
 from rankgate.gateway.cache import cacheable
 from rankgate.gateway.errors import APIError, error_body, error_response, json_object, read_body
-from rankgate.gateway.routing import is_auto, parse_knob, prompt_text, route
+from rankgate.gateway.routing import is_auto, parse_knob, route
 from rankgate.gateway.schemas import ChatCompletionRequest, CompletionRequest
 from rankgate.gateway.state import GatewayState
+from rankgate.messages import Needs, needs, prompt_text
 from rankgate.panel import ModelSpec
 from rankgate.pricing import Cost
 from rankgate.routing.base import Decision, Knob, choose
@@ -74,6 +76,8 @@ class Call:
     fallback_from: str | None = None  # the model asked for, when another one answered
     attempts: int = 0  # backend calls made (retries and fallbacks included)
     finished: bool = False  # its row is logged (streams finish inside the relay)
+    needs: Needs = field(default_factory=Needs)  # capabilities the answering model needs
+    body: dict[str, Any] = field(default_factory=dict)  # the validated request body
 
     def fail(self, status: int, type_: str, code: str | None, message: str) -> None:
         self.status, self.error_type, self.error_code, self.error = status, type_, code, message
@@ -105,28 +109,53 @@ def _param(loc: tuple[Any, ...]) -> str:
     return out
 
 
+#: loc entries pydantic adds for union members and models, which are not request fields
+_TYPE_NAMES = {"str", "int", "float", "bool", "dict", "list", "none", *schemas.model_names()}
+
+
+def _field_loc(loc: tuple[Any, ...]) -> tuple[Any, ...]:
+    return tuple(p for p in loc if not (isinstance(p, str) and (
+        "[" in p or "=" in p or p in _TYPE_NAMES)))
+
+
 def _validation_error(e: ValidationError) -> APIError:
-    first = e.errors(include_url=False)[0]
-    # for unions pydantic appends the tried type to the location; drop it
-    loc = tuple(p for p in first["loc"] if not (isinstance(p, str) and "[" in p))
-    loc = tuple(p for p in loc if p not in ("str", "list[str]", "list[dict[str,any]]"))
+    """The one 400 for an invalid body: the deepest failing field (for a union, the member
+    the client most likely meant), with what each union member would have accepted."""
+    errors = e.errors(include_url=False)
+    locs = [_field_loc(err["loc"]) for err in errors]
+    pick = max(range(len(errors)), key=lambda i: (len(locs[i]), -i))
+    first, loc = errors[pick], locs[pick]
+    same = [err for err, lc in zip(errors, locs, strict=True) if lc == loc]
+    got = first.get("input")
+    if first["type"] in ("invalid_role", "invalid_part_type"):
+        if not isinstance(got, dict):
+            param = _param(loc)
+            return APIError(400, f"Invalid type for '{param}': expected an object, got "
+                            f"{_shown(got)}.", param=param, code="invalid_type")
+        field = "role" if first["type"] == "invalid_role" else "type"
+        loc = (*loc, field)
+        if field not in got:
+            param = _param(loc)
+            return APIError(400, f"Missing required parameter: '{param}'.", param=param,
+                            code="missing_required_parameter")
+        got = got[field]
     param = _param(loc) or None
     if first["type"] == "missing":
         return APIError(400, f"Missing required parameter: '{param}'.", param=param,
                         code="missing_required_parameter")
-    got = first.get("input")
-    shown = orjson.dumps(got).decode()[:80] if _jsonable(got) else type(got).__name__
-    return APIError(400, f"Invalid value for '{param}': {first['msg']} (got {shown}).",
+    msg = " or ".join(dict.fromkeys(
+        err["msg"] if i == 0 else err["msg"].removeprefix("Input should be ")
+        for i, err in enumerate(same)))
+    return APIError(400, f"Invalid value for '{param}': {msg} (got {_shown(got)}).",
                     param=param, code="invalid_value" if "type" not in first["type"]
                     else "invalid_type")
 
 
-def _jsonable(v: Any) -> bool:
+def _shown(v: Any) -> str:
     try:
-        orjson.dumps(v)
-        return True
+        return orjson.dumps(v).decode()[:80]
     except TypeError:
-        return False
+        return type(v).__name__
 
 
 async def _parse(state: GatewayState, request: Request, call: Call
@@ -135,6 +164,7 @@ async def _parse(state: GatewayState, request: Request, call: Call
     if isinstance(body.get("model"), str):
         call.model = body["model"]
     call.stream = body.get("stream") is True
+    call.body = body
     try:
         _SCHEMAS[call.kind].model_validate(body)
     except ValidationError as e:
@@ -143,6 +173,8 @@ async def _parse(state: GatewayState, request: Request, call: Call
         raise APIError(400, "Send one prompt per request (a string or a one-element list).",
                        param="prompt", code="invalid_value")
     call.prompt = prompt_text(body)
+    if call.kind == "chat":
+        call.needs = needs(body)
     if state.auth is not None:
         state.auth.authorize(call.key, body["model"])
     if is_auto(body["model"]):
@@ -151,8 +183,7 @@ async def _parse(state: GatewayState, request: Request, call: Call
             knob_body = {**body, "rankgate": dict(call.key.routing)}  # the key's default knob
         call.decision = await route(state.routing, body["model"], knob_body,
                                     state.bandit_sync)
-        if call.key is not None and call.key.models is not None and not call.key.admin:
-            call.decision = restrict(call.decision, call.key, parse_knob(knob_body))
+        call.decision = _among_able(state, call, body, call.decision, parse_knob(knob_body))
         call.model = call.decision.model
     spec = state.panel.get(call.model or body["model"])
     if spec is None:
@@ -162,19 +193,77 @@ async def _parse(state: GatewayState, request: Request, call: Call
             f"Valid ids: {', '.join(state.panel.ids)}.",
             param="model", code="model_not_found",
         )
+    if (err := _unable(state, call, body, spec)) is not None:
+        raise err
     return body, spec
 
 
-def restrict(d: Decision, key: KeyInfo, knob: Knob) -> Decision:
-    """The same routing decision among only the models this key may use (the knob applied
-    again to those candidates), or 403 when the router knows none of them."""
-    allowed = [m for m in d.predicted_quality if key.models and m in key.models]
-    if d.model in allowed:
-        return d
+def _max_tokens(body: dict[str, Any]) -> tuple[str, int] | None:
+    for name in ("max_completion_tokens", "max_tokens"):
+        if isinstance(body.get(name), int):
+            return name, body[name]
+    return None
+
+
+def _unable(state: GatewayState, call: Call, body: dict[str, Any], spec: ModelSpec
+            ) -> APIError | None:
+    """Why ``spec`` cannot take this request (a 400 naming the model and what it lacks), or
+    None: a capability it does not have, streaming, or more output than its context."""
+    backend = state.backends[spec.id]
+    caps = backend.capabilities
+    for need in call.needs.missing(caps):
+        what = {"images": "image input", "audio": "audio input", "files": "file input",
+                "tools": "tool calls"}[need]
+        return APIError(400, f"The model '{spec.id}' cannot take {what} (capability "
+                        f"'{need}'). Send it to a model that can, or use model 'auto' to "
+                        f"route among those that can.", param=call.needs.where[need],
+                        code="capability_not_supported")
+    if call.stream and not caps.streaming:
+        return APIError(400, f"The model '{spec.id}' cannot stream; send stream: false.",
+                        param="stream", code="capability_not_supported")
+    limit = backend.context_window
+    asked = _max_tokens(body)
+    if limit is not None and asked is not None and asked[1] > limit:
+        return APIError(400, f"{asked[0]} is too large: {asked[1]}. The model '{spec.id}' "
+                        f"has a context window of {limit} tokens (prompt and completion "
+                        f"together), so at most {limit} completion tokens.", param=asked[0],
+                        code="invalid_value")
+    return None
+
+
+def _among_able(state: GatewayState, call: Call, body: dict[str, Any], d: Decision,
+                knob: Knob) -> Decision:
+    """The routing decision among only the models that can take this request and that the
+    key may use (the knob applied again to those candidates); 403/400 when none is left."""
+    key = call.key
+    limited = key is not None and key.models is not None and not key.admin
+    allowed = [m for m in d.predicted_quality if not limited or m in (key.models or ())]
     if not allowed:
+        assert key is not None
         raise APIError(403, f"The key {key.label} may use none of the models this router "
                        f"chooses from ({', '.join(d.predicted_quality)}).", param="model",
                        type="permission_error", code="model_not_allowed")
+    reasons = {}
+    able = []
+    for m in allowed:
+        spec = state.panel.get(m)
+        err = _unable(state, call, body, spec) if spec is not None else None
+        if err is None:
+            able.append(m)
+        else:
+            reasons[m] = err
+    if not able:
+        first = next(iter(reasons.values()))
+        raise APIError(400, f"None of the models this router chooses from can take this "
+                       f"request: {'; '.join(e.message.split('. ')[0] for e in reasons.values())}.",
+                       param=first.param, code=first.code)
+    return restrict(d, able, knob)
+
+
+def restrict(d: Decision, allowed: list[str], knob: Knob) -> Decision:
+    """The same routing decision among ``allowed`` only (the knob applied again to them)."""
+    if d.model in allowed:
+        return d
     pred = np.array([[d.predicted_quality[m] for m in allowed]])
     costs = np.array([np.nan if d.estimated_cost.get(m) is None else d.estimated_cost[m]
                       for m in allowed], dtype=float)
@@ -195,7 +284,9 @@ def _chain(state: GatewayState, call: Call, spec: ModelSpec) -> list[ModelSpec]:
     chain = []
     for i, m in enumerate(ids):
         other = state.panel.get(m)
-        if other is not None and (i == 0 or allowed is None or m in allowed):
+        if other is not None and (i == 0 or (
+                (allowed is None or m in allowed)
+                and _unable(state, call, call.body, other) is None)):
             chain.append(other)
     return chain
 

@@ -15,8 +15,10 @@ from typing import Any
 
 import numpy as np
 
+from rankgate.embed import Embedder
 from rankgate.gateway.errors import APIError
-from rankgate.routing.base import Decision, Knob, Router, decide
+from rankgate.messages import prompt_text
+from rankgate.routing.base import Decision, Knob, OnlineRouter, Router, decide
 
 _KNOB_FIELDS = {"max_cost_usd": "max_cost", "min_quality": "min_quality", "lambda": "lam"}
 
@@ -34,7 +36,7 @@ class RoutingTable:
 
     routers: dict[str, LoadedRouter] = field(default_factory=dict)
     # embedder name -> the instance the routers use (None: prompt-blind routers)
-    embedders: dict[str | None, Any] = field(default_factory=lambda: {None: None})
+    embedders: dict[str | None, Embedder | None] = field(default_factory=lambda: {None: None})
     executor: ThreadPoolExecutor = field(
         default_factory=lambda: ThreadPoolExecutor(max_workers=1, thread_name_prefix="route"))
 
@@ -89,28 +91,15 @@ def parse_knob(body: dict[str, Any]) -> Knob:
                        code="invalid_value") from None
 
 
-def prompt_text(body: dict[str, Any]) -> str:
-    """The request as the text routers were trained on (messages joined)."""
-    if "messages" in body:
-        parts = []
-        for m in body["messages"]:
-            c = m.get("content")
-            if isinstance(c, list):
-                c = " ".join(str(p.get("text", "")) for p in c if isinstance(p, dict))
-            parts.append(str(c or ""))
-        return "\n\n".join(parts)
-    p = body.get("prompt", "")
-    return p[0] if isinstance(p, list) and p else str(p)
-
-
 async def sync_bandit(table: RoutingTable, name: str, sync: Any) -> None:
     """Fold in feedback other gateways (or this one) published for bandit ``name``."""
     router = table.routers[name].router
+    assert isinstance(router, OnlineRouter)
     events = await sync.pull(name)
     if events:
         def apply() -> None:
             for e in events:
-                router.update(e["prompt"], e["model"], e["score"])  # type: ignore[attr-defined]
+                router.update(e["prompt"], e["model"], e["score"])
         await asyncio.get_running_loop().run_in_executor(table.executor, apply)
 
 
@@ -121,11 +110,11 @@ async def route(table: RoutingTable, model: str, body: dict[str, Any],
     text = prompt_text(body)
     loop = asyncio.get_running_loop()
     router = loaded.router
-    if hasattr(router, "select"):  # the bandit explores
+    if isinstance(router, OnlineRouter):  # the bandit explores
         if sync is not None:
             await sync_bandit(table, name, sync)
         def pick() -> Decision:
-            j, mean = router.select(text, loaded.costs, knob)  # type: ignore[attr-defined]
+            j, mean = router.select(text, loaded.costs, knob)
             return Decision(router.models[j], name,
                             {m: float(q) for m, q in zip(router.models, mean, strict=True)},
                             _cost_map(router.models, loaded.costs))
