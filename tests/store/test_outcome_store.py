@@ -16,8 +16,8 @@ from starlette.responses import Response
 from starlette.routing import Route
 from starlette.testclient import TestClient
 
+from rankgate.gateway.auto_route import RoutingTable
 from rankgate.gateway.feedback import handle_feedback
-from rankgate.gateway.routing import RoutingTable
 from rankgate.outcomes import Outcome
 from rankgate.store.outcome_store import add_outcome, add_outcomes, read_outcomes
 from rankgate.store.tables import make_engine, request_log

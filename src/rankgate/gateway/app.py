@@ -23,6 +23,7 @@ from starlette.responses import Response
 from rankgate.config import Settings
 from rankgate.gateway.admin_api import build_admin_router
 from rankgate.gateway.auth import Auth, KeyStore
+from rankgate.gateway.auto_route import LoadedRouter, RoutingTable
 from rankgate.gateway.bandit_sync import BanditSync
 from rankgate.gateway.cache import ResponseCache
 from rankgate.gateway.errors import APIError, error_response
@@ -30,7 +31,6 @@ from rankgate.gateway.limits import MemoryLimiter, RedisLimiter
 from rankgate.gateway.metrics import Metrics
 from rankgate.gateway.openai_api import build_router
 from rankgate.gateway.resilience import Resilience
-from rankgate.gateway.routing import LoadedRouter, RoutingTable
 from rankgate.gateway.schemas import ChatCompletionRequest, CompletionRequest
 from rankgate.gateway.state import GatewayState
 from rankgate.panel import Panel, default_panel

@@ -19,19 +19,17 @@ from typing import Any
 import anyio
 import numpy as np
 import orjson
-from pydantic import BaseModel, ValidationError
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 
 from rankgate.backends.base import BackendError, BackendStream, Kind, Usage
-from rankgate.gateway import schemas
 from rankgate.gateway.auth import KeyInfo
+from rankgate.gateway.auto_route import is_auto, parse_knob, route
 from rankgate.gateway.cache import cache_key as cache_key_of
 from rankgate.gateway.cache import cacheable
 from rankgate.gateway.errors import APIError, error_body, error_response, json_object, read_body
-from rankgate.gateway.routing import is_auto, parse_knob, route
-from rankgate.gateway.schemas import ChatCompletionRequest, CompletionRequest
 from rankgate.gateway.state import GatewayState
+from rankgate.gateway.validation import validate_body
 from rankgate.messages import Needs, needs, prompt_text
 from rankgate.panel import ModelSpec
 from rankgate.pricing import Cost
@@ -39,7 +37,6 @@ from rankgate.routing.base import Decision, Knob, choose
 
 log = logging.getLogger("rankgate.gateway")
 
-_SCHEMAS: dict[Kind, type[BaseModel]] = {"chat": ChatCompletionRequest, "text": CompletionRequest}
 _ENDPOINTS: dict[Kind, str] = {"chat": "/v1/chat/completions", "text": "/v1/completions"}
 _ID_PREFIX: dict[Kind, str] = {"chat": "chatcmpl-", "text": "cmpl-"}
 _CHUNK_OBJECT: dict[Kind, str] = {"chat": "chat.completion.chunk", "text": "text_completion"}
@@ -50,7 +47,7 @@ DEFAULT_RESERVE_TOKENS = 1024  # output tokens reserved for a request without ma
 
 
 @dataclass
-class Call:
+class RequestRecord:
     """Bookkeeping for one request; becomes its request-log row."""
 
     kind: Kind
@@ -102,73 +99,14 @@ class Call:
         }
 
 
-def _param(loc: tuple[Any, ...]) -> str:
-    out = ""
-    for part in loc:
-        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
-    return out
-
-
-#: loc entries pydantic adds for union members and models, which are not request fields
-_TYPE_NAMES = {"str", "int", "float", "bool", "dict", "list", "none", *schemas.model_names()}
-
-
-def _field_loc(loc: tuple[Any, ...]) -> tuple[Any, ...]:
-    return tuple(p for p in loc if not (isinstance(p, str) and (
-        "[" in p or "=" in p or p in _TYPE_NAMES)))
-
-
-def _validation_error(e: ValidationError) -> APIError:
-    """The one 400 for an invalid body: the deepest failing field (for a union, the member
-    the client most likely meant), with what each union member would have accepted."""
-    errors = e.errors(include_url=False)
-    locs = [_field_loc(err["loc"]) for err in errors]
-    pick = max(range(len(errors)), key=lambda i: (len(locs[i]), -i))
-    first, loc = errors[pick], locs[pick]
-    same = [err for err, lc in zip(errors, locs, strict=True) if lc == loc]
-    got = first.get("input")
-    if first["type"] in ("invalid_role", "invalid_part_type"):
-        if not isinstance(got, dict):
-            param = _param(loc)
-            return APIError(400, f"Invalid type for '{param}': expected an object, got "
-                            f"{_shown(got)}.", param=param, code="invalid_type")
-        field = "role" if first["type"] == "invalid_role" else "type"
-        loc = (*loc, field)
-        if field not in got:
-            param = _param(loc)
-            return APIError(400, f"Missing required parameter: '{param}'.", param=param,
-                            code="missing_required_parameter")
-        got = got[field]
-    param = _param(loc) or None
-    if first["type"] == "missing":
-        return APIError(400, f"Missing required parameter: '{param}'.", param=param,
-                        code="missing_required_parameter")
-    msg = " or ".join(dict.fromkeys(
-        err["msg"] if i == 0 else err["msg"].removeprefix("Input should be ")
-        for i, err in enumerate(same)))
-    return APIError(400, f"Invalid value for '{param}': {msg} (got {_shown(got)}).",
-                    param=param, code="invalid_value" if "type" not in first["type"]
-                    else "invalid_type")
-
-
-def _shown(v: Any) -> str:
-    try:
-        return orjson.dumps(v).decode()[:80]
-    except TypeError:
-        return type(v).__name__
-
-
-async def _parse(state: GatewayState, request: Request, call: Call
+async def _parse(state: GatewayState, request: Request, call: RequestRecord
                  ) -> tuple[dict[str, Any], ModelSpec]:
     body = json_object(await read_body(request, state.settings.max_body_bytes))
     if isinstance(body.get("model"), str):
         call.model = body["model"]
     call.stream = body.get("stream") is True
     call.body = body
-    try:
-        _SCHEMAS[call.kind].model_validate(body)
-    except ValidationError as e:
-        raise _validation_error(e) from None
+    validate_body(call.kind, body)
     if call.kind == "text" and isinstance(body["prompt"], list) and len(body["prompt"]) != 1:
         raise APIError(400, "Send one prompt per request (a string or a one-element list).",
                        param="prompt", code="invalid_value")
@@ -205,7 +143,7 @@ def _max_tokens(body: dict[str, Any]) -> tuple[str, int] | None:
     return None
 
 
-def _unable(state: GatewayState, call: Call, body: dict[str, Any], spec: ModelSpec
+def _unable(state: GatewayState, call: RequestRecord, body: dict[str, Any], spec: ModelSpec
             ) -> APIError | None:
     """Why ``spec`` cannot take this request (a 400 naming the model and what it lacks), or
     None: a capability it does not have, streaming, or more output than its context."""
@@ -231,7 +169,7 @@ def _unable(state: GatewayState, call: Call, body: dict[str, Any], spec: ModelSp
     return None
 
 
-def _among_able(state: GatewayState, call: Call, body: dict[str, Any], d: Decision,
+def _among_able(state: GatewayState, call: RequestRecord, body: dict[str, Any], d: Decision,
                 knob: Knob) -> Decision:
     """The routing decision among only the models that can take this request and that the
     key may use (the knob applied again to those candidates); 403/400 when none is left."""
@@ -271,7 +209,7 @@ def restrict(d: Decision, allowed: list[str], knob: Knob) -> Decision:
                     d.estimated_cost)
 
 
-def _chain(state: GatewayState, call: Call, spec: ModelSpec) -> list[ModelSpec]:
+def _chain(state: GatewayState, call: RequestRecord, spec: ModelSpec) -> list[ModelSpec]:
     """The model to call, then what may answer instead if it fails: for ``auto``, the router's
     other candidates by predicted quality; otherwise the panel's ``fallbacks``. A key limited
     to some models never falls back outside them."""
@@ -325,7 +263,7 @@ def _header_safe(value: str) -> str:
     return quote(value, safe="")
 
 
-def _headers(call: Call, cost: str, overhead_ms: float) -> dict[str, str]:
+def _headers(call: RequestRecord, cost: str, overhead_ms: float) -> dict[str, str]:
     h = {"x-request-id": call.id, "x-rankgate-cost-usd": cost,
          "x-rankgate-overhead-ms": f"{overhead_ms:.3f}"}
     if call.model:
@@ -345,7 +283,7 @@ def _headers(call: Call, cost: str, overhead_ms: float) -> dict[str, str]:
 
 
 async def handle(state: GatewayState, request: Request, kind: Kind) -> Response:
-    call = Call(kind, uuid.uuid4().hex, time.perf_counter(), time.time())
+    call = RequestRecord(kind, uuid.uuid4().hex, time.perf_counter(), time.time())
     try:
         if state.request_log.full:
             state.metrics.count_backpressure()
@@ -429,13 +367,14 @@ def _finished(body: dict[str, Any]) -> bool:
     return bool(choices) and all(c.get("finish_reason") == "stop" for c in choices)
 
 
-def cache_key_scope(call: Call, spec: ModelSpec, kind: Kind, payload: dict[str, Any]) -> str:
+def cache_key_scope(call: RequestRecord, spec: ModelSpec, kind: Kind,
+                    payload: dict[str, Any]) -> str:
     """Semantic-cache scope: everything but the prompt must match for a hit."""
     rest = {k: v for k, v in payload.items() if k not in ("messages", "prompt")}
     return cache_key_of(call.key.id if call.key else None, spec.id, kind, rest)
 
 
-async def _cache_lookup(state: GatewayState, call: Call, spec: ModelSpec,
+async def _cache_lookup(state: GatewayState, call: RequestRecord, spec: ModelSpec,
                         key: str, payload: dict[str, Any]) -> Response | None:
     body = await state.cache.get(key)
     similarity = None
@@ -465,7 +404,7 @@ async def _cache_lookup(state: GatewayState, call: Call, spec: ModelSpec,
     return Response(orjson.dumps(body), media_type="application/json", headers=headers)
 
 
-async def _admit(state: GatewayState, call: Call, spec: ModelSpec,
+async def _admit(state: GatewayState, call: RequestRecord, spec: ModelSpec,
                  payload: dict[str, Any]) -> None:
     """Reserve the request's estimated tokens and cost against its key's limits (429 if over)."""
     if call.key is None or call.key.admin:
@@ -475,14 +414,15 @@ async def _admit(state: GatewayState, call: Call, spec: ModelSpec,
     call.ticket = await state.limiter.admit(call.key, n_in + n_out, est_cost)
 
 
-def _note_attempts(call: Call, asked: ModelSpec, used: ModelSpec, attempts: list[Any]) -> None:
+def _note_attempts(call: RequestRecord, asked: ModelSpec, used: ModelSpec,
+                   attempts: list[Any]) -> None:
     call.attempts = len(attempts)
     call.model = used.id
     if used.id != asked.id:
         call.fallback_from = asked.id
 
 
-async def _finish(state: GatewayState, call: Call) -> None:
+async def _finish(state: GatewayState, call: RequestRecord) -> None:
     """Exactly once per request: log the row, settle the reservation, count the metrics.
     Never raises: the response is already decided."""
     call.finished = True
@@ -514,7 +454,7 @@ async def _finish(state: GatewayState, call: Call) -> None:
     await state.request_log.synced()
 
 
-def _remember(state: GatewayState, call: Call) -> None:
+def _remember(state: GatewayState, call: RequestRecord) -> None:
     """Keep what feedback on this request will need (the log row may not be written yet)."""
     state.remember(call.id, {"model": call.model, "prompt": call.prompt or "",
                              "router": call.decision.router if call.decision else None,
@@ -522,11 +462,11 @@ def _remember(state: GatewayState, call: Call) -> None:
                              "latency_s": time.perf_counter() - call.t0})
 
 
-def _elapsed_ms(call: Call) -> float:
+def _elapsed_ms(call: RequestRecord) -> float:
     return (time.perf_counter() - call.t0 - call.backend_s) * 1000.0
 
 
-async def _start_stream(state: GatewayState, call: Call, spec: ModelSpec,
+async def _start_stream(state: GatewayState, call: RequestRecord, spec: ModelSpec,
                         payload: dict[str, Any], body: dict[str, Any]) -> Response:
     """Open the backend stream and wait for its first event before sending headers, so an
     upstream that fails before producing anything still gets an honest HTTP error status (and
@@ -557,7 +497,7 @@ async def _prepend(first: dict[str, Any] | None, rest: AsyncIterator[dict[str, A
         yield item
 
 
-async def _relay(state: GatewayState, call: Call, spec: ModelSpec, bstream: BackendStream,
+async def _relay(state: GatewayState, call: RequestRecord, spec: ModelSpec, bstream: BackendStream,
                  events: AsyncIterator[dict[str, Any]], include_usage: bool, t_backend: float,
                  pre_backend_ms: float) -> AsyncIterator[bytes]:
     cid = _ID_PREFIX[call.kind] + call.id
@@ -606,7 +546,7 @@ async def _relay(state: GatewayState, call: Call, spec: ModelSpec, bstream: Back
             await _finish_stream(state, call, bstream, t_backend, pre_backend_ms)
 
 
-async def _finish_stream(state: GatewayState, call: Call, bstream: BackendStream,
+async def _finish_stream(state: GatewayState, call: RequestRecord, bstream: BackendStream,
                          t_backend: float, pre_backend_ms: float) -> None:
     if call.finished:
         return

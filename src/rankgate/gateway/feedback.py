@@ -17,8 +17,8 @@ import orjson
 from starlette.requests import Request
 from starlette.responses import Response
 
+from rankgate.gateway.auto_route import sync_bandit
 from rankgate.gateway.errors import APIError, error_response, json_object, read_body
-from rankgate.gateway.routing import sync_bandit
 from rankgate.gateway.state import GatewayState
 from rankgate.outcomes import Outcome
 from rankgate.routing.base import OnlineRouter

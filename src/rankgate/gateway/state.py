@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 from rankgate.backends import Backend
 from rankgate.config import Settings
-from rankgate.gateway.routing import RoutingTable
+from rankgate.gateway.auto_route import RoutingTable
 from rankgate.panel import Panel
 from rankgate.pricing import Pricer
 from rankgate.runtime import PanelRuntime
