@@ -106,15 +106,21 @@ def _cache(settings: Settings, routing: RoutingTable) -> ResponseCache | None:
                          redis_url=settings.redis_url, semantic=semantic)
 
 
+LOGGED_ENDPOINTS = ("/v1/chat/completions", "/v1/completions")
+
+
 class BodyLimit:
-    """413 for any request whose declared body is over the limit, before a handler reads it
-    (the completion endpoints also stop reading a chunked body at the limit)."""
+    """413 for any request whose declared body is over the limit, before a handler reads it.
+    The completion endpoints are left to their handler, which checks the declared length and
+    stops reading a chunked body at the limit itself, so that their 413 gets a request id and
+    a request-log row like every other answer."""
 
     def __init__(self, app: Any, limit: int) -> None:
         self.app, self.limit = app, limit
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
-        if scope["type"] == "http":
+        # the completion endpoints check the limit themselves, so that the 413 is logged
+        if scope["type"] == "http" and scope["path"] not in LOGGED_ENDPOINTS:
             for name, value in scope["headers"]:
                 if name == b"content-length":
                     if value.isdigit() and int(value) > self.limit:

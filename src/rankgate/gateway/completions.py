@@ -43,6 +43,7 @@ _CHUNK_OBJECT: dict[Kind, str] = {"chat": "chat.completion.chunk", "text": "text
 # fields the gateway owns; the backend sets its own values for them
 _NOT_FORWARDED = ("model", "stream", "stream_options", "rankgate")
 PROMPT_LOG_CHARS = 8000
+MODEL_SHOWN_CHARS = 200  # a client's model name is echoed (messages, log row) at most this long
 DEFAULT_RESERVE_TOKENS = 1024  # output tokens reserved for a request without max_tokens
 
 
@@ -75,6 +76,7 @@ class RequestRecord:
     finished: bool = False  # its row is logged (streams finish inside the relay)
     needs: Needs = field(default_factory=Needs)  # capabilities the answering model needs
     body: dict[str, Any] = field(default_factory=dict)  # the validated request body
+    resolved: bool = False  # ``model`` is a panel id (not just what the client sent)
 
     def fail(self, status: int, type_: str, code: str | None, message: str) -> None:
         self.status, self.error_type, self.error_code, self.error = status, type_, code, message
@@ -103,7 +105,7 @@ async def _parse(state: GatewayState, request: Request, call: RequestRecord
                  ) -> tuple[dict[str, Any], ModelSpec]:
     body = json_object(await read_body(request, state.settings.max_body_bytes))
     if isinstance(body.get("model"), str):
-        call.model = body["model"]
+        call.model = _clip(body["model"])  # for the log row; echoed in headers once resolved
     call.stream = body.get("stream") is True
     call.body = body
     validate_body(call.kind, body)
@@ -114,7 +116,7 @@ async def _parse(state: GatewayState, request: Request, call: RequestRecord
     if call.kind == "chat":
         call.needs = needs(body)
     if state.auth is not None:
-        state.auth.authorize(call.key, body["model"])
+        state.auth.authorize(call.key, _clip(body["model"]))
     if is_auto(body["model"]):
         knob_body = body
         if call.key is not None and call.key.routing and body.get("rankgate") is None:
@@ -123,17 +125,22 @@ async def _parse(state: GatewayState, request: Request, call: RequestRecord
                                     state.bandit_sync)
         call.decision = _among_able(state, call, body, call.decision, parse_knob(knob_body))
         call.model = call.decision.model
-    spec = state.panel.get(call.model or body["model"])
+    spec = state.panel.get(call.decision.model if call.decision else body["model"])
     if spec is None:
         raise APIError(
             404,
-            f"The model '{body['model']}' does not exist in this panel. "
+            f"The model '{_clip(body['model'], 100)}' does not exist in this panel. "
             f"Valid ids: {', '.join(state.panel.ids)}.",
             param="model", code="model_not_found",
         )
+    call.resolved = True
     if (err := _unable(state, call, body, spec)) is not None:
         raise err
     return body, spec
+
+
+def _clip(name: str, limit: int = MODEL_SHOWN_CHARS) -> str:
+    return name if len(name) <= limit else name[:limit] + "…"
 
 
 def _max_tokens(body: dict[str, Any]) -> tuple[str, int] | None:
@@ -266,7 +273,7 @@ def _header_safe(value: str) -> str:
 def _headers(call: RequestRecord, cost: str, overhead_ms: float) -> dict[str, str]:
     h = {"x-request-id": call.id, "x-rankgate-cost-usd": cost,
          "x-rankgate-overhead-ms": f"{overhead_ms:.3f}"}
-    if call.model:
+    if call.model and call.resolved:  # never echo an unknown name (it may be huge)
         h["x-rankgate-model"] = _header_safe(call.model)
     d = call.decision
     h["x-rankgate-router"] = d.router if d else "none"
