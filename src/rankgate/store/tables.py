@@ -78,6 +78,33 @@ outcomes = Table(
 )
 
 
+#: What was asked and answered, when bodies are logged (``serve --log-bodies``): one row per
+#: live answer and one per shadow answer of the same request (``role``), redacted and capped.
+#: Read and written only through ``store/exchange_store.py``.
+exchanges = Table(
+    "exchanges",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("request_id", String(64), nullable=False, index=True),
+    Column("ts", Float, nullable=False, index=True),  # unix seconds of the live request
+    Column("role", String(16), nullable=False),  # "live" or "shadow"
+    Column("key_id", String(64)),
+    Column("model", String(200), nullable=False),
+    Column("router", String(64)),  # the router that chose the live model, if any
+    Column("messages", Text, nullable=False),  # JSON: the request's messages (redacted)
+    Column("prompt", Text, nullable=False),  # messages.prompt_text of them (redacted)
+    Column("answer", Text),  # the answer's text; NULL when the call failed
+    Column("truncated", Boolean, nullable=False, default=False),  # a size cap cut something
+    Column("cost_usd", Float),
+    Column("latency_s", Float),
+    Column("input_tokens", Integer),
+    Column("output_tokens", Integer),
+    Column("finish_reason", String(32)),
+    Column("error", Text),
+    Index("ix_exchanges_model_ts", "model", "ts"),
+)
+
+
 #: Virtual API keys (gateway/auth.py). Only the sha256 of a secret is stored; ``prefix`` is a
 #: short, non-secret part of it that people use to tell keys apart. A key is never deleted,
 #: only revoked, so request-log rows keep pointing at a known key id.
