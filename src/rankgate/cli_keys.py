@@ -54,6 +54,9 @@ def create(
         "--lambda", help="default routing: $ it would pay per unit of quality")] = None,
     max_cost_usd: Annotated[float | None, typer.Option(
         "--max-cost-usd", help="default routing: best model under this $ per request")] = None,
+    log_bodies: Annotated[bool | None, typer.Option(
+        "--log-bodies/--no-log-bodies", help="store this key's request bodies (redacted), or "
+        "never; overrides `serve --log-bodies` (default: the server's setting)")] = None,
     store: StoreOpt = None,
     json_out: Annotated[bool, typer.Option("--json", help="print the key as JSON")] = False,
 ) -> None:
@@ -67,7 +70,7 @@ def create(
     try:
         secret, info = keys.create(name, models=model_list, rpm=rpm, tpm=tpm,
                                    budget_usd=budget_usd, budget_period=budget_period,
-                                   routing=routing)
+                                   routing=routing, log_bodies=log_bodies)
     except InvalidKeySettings as e:
         raise _fail(str(e)) from None
     finally:
@@ -100,7 +103,7 @@ def list_keys(
     table.add_column("id", no_wrap=True)
     table.add_column("name", overflow="fold")
     table.add_column("prefix", no_wrap=True)
-    for column in ("models", "limits", "budget", "routing"):
+    for column in ("models", "limits", "budget", "routing", "bodies"):
         table.add_column(column, overflow="fold")
     if include_revoked:
         table.add_column("status", no_wrap=True)
@@ -109,9 +112,10 @@ def list_keys(
         budget = (f"${r['budget_usd']:g}/{r['budget_period']}" if r["budget_usd"] is not None
                   else "-")
         routing = ", ".join(f"{k}={v:g}" for k, v in (r["routing"] or {}).items()) or "-"
+        bodies = {True: "logged", False: "never", None: "default"}[r.get("log_bodies")]
         cells = [r["id"], r["name"], r["prefix"],
                  ", ".join(r["models"]) if r["models"] is not None else "all",
-                 limits, budget, routing]
+                 limits, budget, routing, bodies]
         if include_revoked:
             cells.append("revoked" if r["revoked_at"] is not None else "active")
         table.add_row(*cells)

@@ -10,7 +10,7 @@ import os
 from pathlib import Path
 
 import platformdirs
-from pydantic import Field
+from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 #: Default price of the machine that runs local models, in $ per hour. A 2-vCPU cloud VM
@@ -76,6 +76,49 @@ class Settings(BaseSettings):
         description="first guess of a local model's speed, for budget reservations until "
         "the model has been measured",
     )
+    # -- bodies and shadow evaluation (issue #10) --
+    log_bodies: bool = Field(
+        default=False,
+        description="store the messages and answer of answered chat requests, redacted "
+        "(a key's own setting overrides this)")
+    body_max_chars: int = Field(
+        default=20_000, ge=100,
+        description="each stored text (message content, part, tool arguments, the answer) "
+        "is cut at this many characters and the exchange marked truncated")
+    redact_patterns: list[str] = Field(
+        default_factory=list,
+        description="extra regexes redacted from stored bodies (env: a JSON list), besides "
+        "e-mail addresses and API-key-shaped strings")
+    exchange_queue_size: int = Field(
+        default=10_000, ge=1,
+        description="exchanges waiting to be written; a full queue drops them (counted)")
+    shadow_rate: float = Field(
+        default=0.0, ge=0.0, le=1.0,
+        description="share of answered chat requests also sent to other panel models")
+    shadow_models: list[str] | None = Field(
+        default=None, description="models asked in shadow (default: every other panel model)")
+    shadow_max_usd_per_day: float | None = Field(
+        default=None, ge=0, description="shadow spend cap per UTC day; none: no cap")
+    shadow_concurrency: int = Field(default=1, ge=1, description="shadow calls at once")
+    shadow_queue: int = Field(default=100, ge=1,
+                              description="sampled requests waiting for shadow calls")
+    shadow_max_tokens: int = Field(
+        default=512, ge=1, description="max_tokens of a shadow call (the client's, capped)")
+    shadow_timeout_s: float = Field(default=120.0, gt=0,
+                                    description="a shadow call taking longer is abandoned")
+
+    @field_validator("redact_patterns")
+    @classmethod
+    def _patterns_compile(cls, v: list[str]) -> list[str]:
+        import re
+
+        for i, p in enumerate(v):
+            try:
+                re.compile(p)
+            except re.error as e:
+                raise ValueError(f"redact pattern {i} ({p!r}) is not a valid regular "
+                                 f"expression: {e}") from None
+        return v
 
     def resolved_store_url(self) -> str:
         """The request-log database URL; SQLite under ``home`` unless told otherwise."""

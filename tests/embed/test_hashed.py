@@ -193,7 +193,7 @@ def test_cli_trains_with_the_hash_embedder_and_the_gateway_serves_it_with_that_e
     here = make("knn", HashEmbedder())
     here.fit(data)
     probe = load_split("test", 20).prompts
-    assert np.array_equal(served.router.predict(probe), here.predict(probe))
+    assert np.array_equal(served.router.inner.predict(probe), here.predict(probe))
     d = decide(served.router, probe[0], served.costs, Knob(lam=0.0))
     assert d.model in data.models
 

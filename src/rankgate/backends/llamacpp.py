@@ -55,13 +55,21 @@ _OVERFLOW = re.compile(r"Requested tokens \((\d+)\) exceed context window of (\d
 
 
 class ThreadBudget:
-    """CPU threads shared by every local model in the process."""
+    """CPU threads shared by every local model in the process.
+
+    ``calls`` is the public hook for background work (shadow evaluation,
+    ``gateway/shadow.py``): the number of local-model calls, of any model on this budget,
+    waiting for or running on its threads — a ``complete`` from entry to return, a stream from
+    ``stream()`` until it is closed. A background caller starts only when it would be the
+    only one and cancels its call (generation stops at the next token) when another arrives.
+    """
 
     def __init__(self, total_threads: int, threads_per_call: int | None = None) -> None:
         self.threads_per_call = max(1, min(threads_per_call or total_threads, total_threads))
         self.slots = max(1, total_threads // self.threads_per_call)
         self._sem = asyncio.Semaphore(self.slots)
         self.executor = ThreadPoolExecutor(max_workers=self.slots, thread_name_prefix="llama")
+        self.calls = 0
 
     @contextlib.asynccontextmanager
     async def slot(self) -> AsyncIterator[None]:
@@ -283,6 +291,12 @@ class LlamaCppBackend:
     def loaded(self) -> bool:
         return self.weights.llama is not None
 
+    @property
+    def active_calls(self) -> int:
+        """Calls waiting for or running on the CPU threads this model shares with every local
+        model (``ThreadBudget.calls``): what background work yields to."""
+        return self.budget.calls
+
     def status(self, thorough: bool = False) -> BackendStatus:
         """Ready when the weights file exists (a stat, cheap enough for ``/healthz``); when it
         does not, a bundled model says which command fixes it. ``thorough`` also checks a
@@ -326,6 +340,13 @@ class LlamaCppBackend:
         return kind == "chat" and self.capabilities.tools and wants_tools(payload)
 
     async def complete(self, kind: Kind, payload: dict[str, Any]) -> Result:
+        self.budget.calls += 1
+        try:
+            return await self._complete(kind, payload)
+        finally:
+            self.budget.calls -= 1
+
+    async def _complete(self, kind: Kind, payload: dict[str, Any]) -> Result:
         tools = self._native_tools(kind, payload)
         kw = _llama_kwargs(kind, payload, tools)
         tap = _Tap(_wanted_logprobs(kind, payload))
@@ -446,14 +467,23 @@ class _LlamaStream:
         self._stack = contextlib.AsyncExitStack()
         self._worker: asyncio.Future[None] | None = None
         self._t0 = 0.0
+        self._counted = False  # this stream is in ``ThreadBudget.calls``
+
+    def _uncount(self) -> None:
+        if self._counted:
+            self._counted = False
+            self.backend.budget.calls -= 1
 
     async def start(self) -> None:
-        await self._stack.enter_async_context(self.backend._lock)
-        await self._stack.enter_async_context(self.backend.budget.slot())
+        self._counted = True
+        self.backend.budget.calls += 1
         try:
+            await self._stack.enter_async_context(self.backend._lock)
+            await self._stack.enter_async_context(self.backend.budget.slot())
             llama = await self.backend._loaded()
         except BaseException:
             await self._stack.aclose()
+            self._uncount()
             raise
         loop = asyncio.get_running_loop()
         self._t0 = time.perf_counter()
@@ -502,6 +532,7 @@ class _LlamaStream:
             with contextlib.suppress(BaseException):
                 await asyncio.shield(self._worker)
         await self._stack.aclose()
+        self._uncount()
 
     async def aclose(self) -> None:
         await self._finish()

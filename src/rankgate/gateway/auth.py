@@ -60,6 +60,7 @@ class KeyInfo:
     budget_period: str  # "day" | "week" | "month" | "total", UTC calendar periods
     routing: dict[str, float] | None  # default knob, e.g. {"min_quality": 0.8}
     admin: bool = False  # the admin key itself: all models, no limits
+    log_bodies: bool | None = None  # store its request bodies; None: the server's default
 
     def __hash__(self) -> int:  # ``routing`` is a dict; the id alone identifies a key
         return hash(self.id)
@@ -73,7 +74,8 @@ class KeyInfo:
         return {"id": self.id, "name": self.name, "prefix": self.prefix,
                 "models": list(self.models) if self.models is not None else None,
                 "rpm": self.rpm, "tpm": self.tpm, "budget_usd": self.budget_usd,
-                "budget_period": self.budget_period, "routing": self.routing}
+                "budget_period": self.budget_period, "routing": self.routing,
+                "log_bodies": self.log_bodies}
 
 
 ADMIN = KeyInfo(id=ADMIN_ID, name="admin", prefix="admin", models=None, rpm=None, tpm=None,
@@ -102,7 +104,7 @@ def _positive_int(name: str, v: Any) -> int | None:
 
 
 def validate_limits(name: Any, models: Any, rpm: Any, tpm: Any, budget_usd: Any,
-                    budget_period: Any, routing: Any) -> dict[str, Any]:
+                    budget_period: Any, routing: Any, log_bodies: Any = None) -> dict[str, Any]:
     """Check a key's settings; ``InvalidKeySettings`` (a ``ValueError``) says what is wrong.
 
     Returns the normalised values (models as a de-duplicated list, routing as floats)."""
@@ -139,14 +141,19 @@ def validate_limits(name: Any, models: Any, rpm: Any, tpm: Any, budget_usd: Any,
                 raise bad(f"routing.{k}", f"routing.{k} must be a number >= 0"
                           + (" and <= 1" if k == "min_quality" else ""))
         routing = {k: float(v) for k, v in given.items()} or None
+    if log_bodies is not None and not isinstance(log_bodies, bool):
+        raise bad("log_bodies", "log_bodies must be true or false (or absent for the "
+                  "server's default)")
     return {"name": name.strip(), "models": models, "rpm": rpm, "tpm": tpm,
-            "budget_usd": budget_usd, "budget_period": budget_period, "routing": routing}
+            "budget_usd": budget_usd, "budget_period": budget_period, "routing": routing,
+            "log_bodies": log_bodies}
 
 
 def _info(key: StoredKey) -> KeyInfo:
     return KeyInfo(id=key.id, name=key.name, prefix=key.prefix, models=key.models,
                    rpm=key.rpm, tpm=key.tpm, budget_usd=key.budget_usd,
-                   budget_period=key.budget_period, routing=key.routing)
+                   budget_period=key.budget_period, routing=key.routing,
+                   log_bodies=key.log_bodies)
 
 
 def _listed(key: StoredKey) -> dict[str, Any]:
@@ -169,9 +176,11 @@ class KeyStore:
     def create(self, name: str, models: list[str] | tuple[str, ...] | None = None,
                rpm: int | None = None, tpm: int | None = None, budget_usd: float | None = None,
                budget_period: str = "month", routing: dict[str, float] | None = None,
-               ) -> tuple[str, KeyInfo]:
-        """A new key: ``(secret, info)``. The secret is returned here and never again."""
-        v = validate_limits(name, models, rpm, tpm, budget_usd, budget_period, routing)
+               log_bodies: bool | None = None) -> tuple[str, KeyInfo]:
+        """A new key: ``(secret, info)``. The secret is returned here and never again.
+        ``log_bodies`` True/False overrides the server's ``--log-bodies`` for this key."""
+        v = validate_limits(name, models, rpm, tpm, budget_usd, budget_period, routing,
+                            log_bodies)
         token = secrets.token_urlsafe(32)  # 256 random bits
         secret = SECRET_PREFIX + token
         key = StoredKey(id="key-" + secrets.token_hex(6), name=v["name"],
@@ -179,7 +188,7 @@ class KeyStore:
                         models=tuple(v["models"]) if v["models"] is not None else None,
                         rpm=v["rpm"], tpm=v["tpm"], budget_usd=v["budget_usd"],
                         budget_period=v["budget_period"], routing=v["routing"],
-                        created_at=time.time())
+                        created_at=time.time(), log_bodies=v["log_bodies"])
         add_key(self.engine, key, hash_secret(secret))
         return secret, _info(key)
 

@@ -9,8 +9,10 @@ response headers.
 from __future__ import annotations
 
 import asyncio
+import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -28,17 +30,24 @@ class LoadedRouter:
     router: Router
     costs: np.ndarray  # estimated $ per request per model (NaN unknown)
     meta: dict[str, Any]
+    source: Path | None = None  # the artifact it was loaded from (what SIGHUP reloads)
+    loaded_at: float = field(default_factory=time.time)
 
 
 @dataclass
 class RoutingTable:
-    """The routers a gateway can use; the first is what plain ``auto`` means."""
+    """The routers a gateway can use; the first is what plain ``auto`` means.
+
+    Hot swaps (``gateway/router_swap.py``) never mutate ``routers`` or ``embedders``: they
+    assign a new dict, so a request that already resolved its ``LoadedRouter`` finishes with
+    it, and any reader iterating the old dict sees a consistent one."""
 
     routers: dict[str, LoadedRouter] = field(default_factory=dict)
     # embedder name -> the instance the routers use (None: prompt-blind routers)
     embedders: dict[str | None, Embedder | None] = field(default_factory=lambda: {None: None})
     executor: ThreadPoolExecutor = field(
         default_factory=lambda: ThreadPoolExecutor(max_workers=1, thread_name_prefix="route"))
+    swap_lock: asyncio.Lock = field(default_factory=asyncio.Lock)  # one swap at a time
 
     @property
     def default(self) -> str | None:
@@ -93,8 +102,10 @@ def parse_knob(body: dict[str, Any]) -> Knob:
 
 async def sync_bandit(table: RoutingTable, name: str, sync: Any) -> None:
     """Fold in feedback other gateways (or this one) published for bandit ``name``."""
-    router = table.routers[name].router
-    assert isinstance(router, OnlineRouter)
+    loaded = table.routers.get(name)
+    if loaded is None or not isinstance(loaded.router, OnlineRouter):
+        return  # swapped for another kind of router meanwhile: nothing to fold in
+    router = loaded.router
     events = await sync.pull(name)
     if events:
         def apply() -> None:

@@ -328,6 +328,7 @@ async def handle(state: GatewayState, request: Request, kind: Kind) -> Response:
         call.status = 200
         call.overhead_ms = (time.perf_counter() - call.t0 - call.backend_s) * 1000.0
         _remember(state, call)
+        state.exchanges.record(call, out)  # bodies/shadow: a put_nowait, written later
         if cache_key is not None and used.id == spec.id and _finished(out):
             await state.cache.put(cache_key, out)
             if state.cache.semantic is not None and _plain_text(payload):
@@ -489,7 +490,8 @@ async def _start_stream(state: GatewayState, call: RequestRecord, spec: ModelSpe
     headers = _headers(call, "pending", pre_backend_ms)
     headers["cache-control"] = "no-cache"
     return StreamingResponse(
-        _relay(state, call, used, bstream, _prepend(first, events), include_usage, t,
+        _relay(state, call, used, bstream,
+               state.exchanges.collect(call, _prepend(first, events)), include_usage, t,
                pre_backend_ms),
         media_type="text/event-stream", headers=headers,
     )
@@ -532,6 +534,7 @@ async def _relay(state: GatewayState, call: RequestRecord, spec: ModelSpec, bstr
                                   "request_id": call.id}}
             yield b"data: " + orjson.dumps(final) + b"\n\n"
         _remember(state, call)
+        state.exchanges.record(call, events)  # bodies/shadow: a put_nowait, written later
         # logged (journaled) before the client sees [DONE]: an acknowledged stream is never lost
         await _finish_stream(state, call, bstream, t_backend, pre_backend_ms)
         yield b"data: [DONE]\n\n"

@@ -33,6 +33,13 @@ Series (all prefixed ``rankgate_``):
 ``request_log_queue_capacity``       gauge
 ``request_log_dropped``              gauge (the request log's own cumulative count)
 ``backpressure_total``               requests refused because the log queue was full
+``shadow_requests_total``            outcome: shadow calls done, error, preempted,
+                                     dropped_queue_full, dropped_cap, skipped_incapable,
+                                     cancelled (``gateway/shadow.py``)
+``shadow_spend_usd_total``           model; shadow spend, never billed to a key
+``exchange_log_queue_depth``         gauge: logged bodies waiting to be written
+``exchange_log_written``             gauge: exchanges written since start
+``exchange_log_dropped``             gauge: exchanges dropped (queue full) since start
 ===================================  ====================================================
 """
 
@@ -153,6 +160,18 @@ class Metrics:
                                     "Requests refused because the request-log queue was full.",
                                     registry=r)
         self._cache_miss_child = self.cache_misses  # label-less: the metric is the child
+        self.shadow = Counter(p + "shadow_requests", "Shadow calls by outcome (never billed "
+                              "to a key, never in the request log).", ["outcome"], registry=r)
+        self.shadow_spend = Counter(p + "shadow_spend_usd", "Spend of shadow calls in US "
+                                    "dollars, known costs only.", ["model"], registry=r)
+        self.exchange_depth = Gauge(p + "exchange_log_queue_depth",
+                                    "Logged bodies waiting to be written.", registry=r)
+        self.exchange_written = Gauge(p + "exchange_log_written",
+                                      "Exchanges (logged bodies) written since start.",
+                                      registry=r)
+        self.exchange_dropped = Gauge(p + "exchange_log_dropped",
+                                      "Exchanges dropped because their queue was full.",
+                                      registry=r)
 
     def observe(self, *, model: str | None, endpoint: str, status: int, error_type: str | None,
                 stream: bool, latency_s: float, ttft_s: float | None,
@@ -236,6 +255,19 @@ class Metrics:
     def count_backpressure(self) -> None:
         """Count one request refused because the request-log queue was full."""
         self.backpressure.inc()
+
+    def count_shadow(self, outcome: str, n: int = 1) -> None:
+        """Count ``n`` shadow calls that ended in ``outcome`` (a fixed set of words)."""
+        self.shadow.labels(outcome).inc(n)
+
+    def add_shadow_spend(self, model: str, usd: float) -> None:
+        self.shadow_spend.labels(self._model(model)).inc(usd)
+
+    def set_exchanges(self, depth: int, written: int, dropped: int) -> None:
+        """Publish the exchange log's queue depth and cumulative writes and drops."""
+        self.exchange_depth.set(depth)
+        self.exchange_written.set(written)
+        self.exchange_dropped.set(dropped)
 
     def render(self) -> tuple[bytes, str]:
         """The Prometheus text exposition of every series, and its content type."""

@@ -75,6 +75,9 @@ def build_router() -> APIRouter:
                                "redis": state.settings.redis_url is not None}
         if state.cache is not None:
             out["cache"] = dict(vars(state.cache.stats))
+        out["exchanges"] = state.exchanges.stats()
+        if state.shadow is not None:
+            out["shadow"] = state.shadow.stats()
         return out
 
     @router.get("/metrics", include_in_schema=False)
@@ -84,6 +87,8 @@ def build_router() -> APIRouter:
         stats = state.request_log.stats()
         state.metrics.set_queue(stats["queued"], stats["dropped"], stats["capacity"])
         state.metrics.set_breakers(state.resilience.breaker_states())
+        ex = state.exchanges.stats()
+        state.metrics.set_exchanges(ex["queued"], ex["written"], ex["dropped"])
         body, content_type = state.metrics.render()
         return Response(body, media_type=content_type)
 

@@ -19,9 +19,11 @@ if TYPE_CHECKING:  # the production pieces import gateway modules that import th
     from rankgate.gateway.auth import Auth
     from rankgate.gateway.bandit_sync import BanditSync
     from rankgate.gateway.cache import ResponseCache
+    from rankgate.gateway.exchange_log import ExchangeLog
     from rankgate.gateway.limits import Limiter
     from rankgate.gateway.metrics import Metrics
     from rankgate.gateway.resilience import Resilience
+    from rankgate.gateway.shadow import Shadow
 
 
 @dataclass
@@ -33,10 +35,12 @@ class GatewayState:
     limiter: Limiter  # MemoryLimiter, or RedisLimiter shared by several gateways
     resilience: Resilience
     metrics: Metrics
+    exchanges: ExchangeLog  # logged bodies (redacted), written off the request path
     routing: RoutingTable = field(default_factory=RoutingTable)
     auth: Auth | None = None  # None: an open gateway (no admin key; loopback only)
     cache: ResponseCache | None = None
     bandit_sync: BanditSync | None = None  # with Redis: bandit feedback shared by instances
+    shadow: Shadow | None = None  # shadow evaluation (``serve --shadow-rate``)
     started: float = field(default_factory=time.time)
     # request id -> what feedback needs, for requests too recent to be in the database yet
     recent: OrderedDict[str, dict[str, Any]] = field(default_factory=OrderedDict)

@@ -20,9 +20,13 @@ SCALE = 400.0 / np.log(10.0)
 
 @dataclass(frozen=True)
 class Vote:
+    """One pairwise verdict. Votes of every ``source`` (``judge``, ``feedback``, ``import``)
+    go into the same fit; the source is kept so a ranking can say what it was made of."""
+
     a: str
     b: str
     outcome: float  # 1: a wins, 0: b wins, 0.5: tie
+    source: str = "import"
 
 
 @dataclass(frozen=True)
@@ -81,6 +85,13 @@ def fit(votes: list[Vote], models: list[str] | None = None, n_boot: int = 200,
         ratings.append(Rating(m, float(1000 + SCALE * beta[i]), float(1000 + SCALE * low[i]),
                               float(1000 + SCALE * high[i]), 1 + better, int(n_votes[i])))
     return sorted(ratings, key=lambda r: -r.rating)
+
+
+def count_sources(votes: list[Vote]) -> dict[str, int]:
+    """How many votes of each source, most first."""
+    from collections import Counter
+
+    return dict(Counter(v.source for v in votes).most_common())
 
 
 def win_probability(rating_a: float, rating_b: float) -> float:

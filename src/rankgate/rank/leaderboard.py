@@ -53,7 +53,9 @@ def _entry(model: str, rows: list[Outcome]) -> dict[str, Any]:
         "bt_rating": None, "bt_low": None, "bt_high": None, "bt_rank": None,
         "warnings": [],
     }
-    if len(ok) < SMALL_N:
+    if not rows:
+        e["warnings"].append("no outcomes: rated by pairwise votes only")
+    elif len(ok) < SMALL_N:
         e["warnings"].append(f"small sample: n={len(ok)} (<{SMALL_N}); intervals are wide")
     if conf:
         # calibration against correctness: graded scores count as correct at >= 0.5
@@ -123,8 +125,13 @@ def _recommend(entries: dict[str, dict[str, Any]], by_model: dict[str, dict[str,
 
 def leaderboard(outcomes: list[Outcome], votes: list[bt.Vote] | None = None,
                 margin: float = 0.02) -> dict[str, Any]:
-    """The ranking object printed by ``rankgate rank --json``."""
+    """The ranking object printed by ``rankgate rank --json``. Models that only appear in
+    votes (ranked by a pairwise judge, never graded) get a row with their rating and no
+    accuracy; ``votes`` says how many votes of each source went into the one BT fit."""
     models = models_of(outcomes)
+    if votes:
+        models += [m for m in dict.fromkeys(x for v in votes for x in (v.a, v.b))
+                   if m not in models]
     rows: dict[str, list[Outcome]] = defaultdict(list)
     for o in outcomes:
         rows[o.model].append(o)
@@ -144,4 +151,5 @@ def leaderboard(outcomes: list[Outcome], votes: list[bt.Vote] | None = None,
         "pareto": pareto.frontier(points),
         "pairwise": _pairwise(models, by_model),
         "recommendation": _recommend(entries, by_model, margin),
+        "votes": {"n": len(votes or []), "by_source": bt.count_sources(list(votes or []))},
     }

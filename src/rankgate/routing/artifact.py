@@ -6,10 +6,19 @@ to be *valid*, not just loadable — the panel it predicts for (model ids, in co
 embedding model its inputs came from, per-model mean costs, and a hash of the training data —
 and :func:`load` refuses a router whose panel or embedder differ from the caller's, because
 such a router would silently predict for the wrong columns or from the wrong vector space.
+
+Two more things make a router *comparable* and *honest*, and both are optional so that older
+artifacts still load: ``calibration`` (per-model maps from predicted to realised quality, see
+:mod:`rankgate.routing.calibration`; its knots are arrays ``c:*``) — loaded routers apply it, and
+an artifact without it loads uncalibrated and says so in ``header["calibration_status"]``; and
+what it was trained on — ``trained_through`` (unix seconds no training outcome is newer than)
+and 8-byte hashes of the training prompts (array ``t:prompts``) — so that ``route promote``
+replays routers only on traffic neither has seen.
 """
 
 from __future__ import annotations
 
+import calendar
 import hashlib
 import json
 import math
@@ -23,10 +32,13 @@ import numpy as np
 
 from rankgate.embed import Embedder
 from rankgate.routing.base import OutcomeMatrix, Router
+from rankgate.routing.calibration import CalibratedRouter, Calibration
 
 FORMAT = "rankgate-router/1"
 _HEADER = "__header__"
-_PREFIX = "a:"
+_PREFIX = "a:"  # the router's own arrays
+_CALIBRATION = "c:"  # calibration knots
+_TRAINING = "t:"  # what it was trained on
 
 
 class ArtifactError(ValueError):
@@ -45,6 +57,18 @@ def training_hash(matrix: OutcomeMatrix) -> str:
     return "sha256:" + h.hexdigest()
 
 
+def prompt_hash(prompt: str) -> int:
+    """First 8 bytes of the prompt's sha256 as an unsigned 64-bit integer: enough to tell
+    whether a prompt was in the training data (a false match needs a 64-bit collision)."""
+    return int.from_bytes(hashlib.sha256(prompt.encode("utf-8", "surrogatepass")).digest()[:8],
+                          "little")
+
+
+def prompt_hashes(prompts: list[str]) -> np.ndarray:
+    """:func:`prompt_hash` of each prompt, as a sorted unique uint64 array."""
+    return np.unique(np.array([prompt_hash(p) for p in prompts], dtype=np.uint64))
+
+
 def _json_safe(x: Any) -> Any:
     if isinstance(x, float) and not math.isfinite(x):
         return None
@@ -58,9 +82,17 @@ def _json_safe(x: Any) -> Any:
 
 
 def save(router: Router, path: str | Path, *, panel_models: list[str], costs: Any,
-         training_hash: str, embedder_name: str | None) -> Path:
-    """Write ``router`` to ``path`` (atomically: a crash leaves the old file or none)."""
+         training_hash: str, embedder_name: str | None,
+         calibration: Calibration | None = None, trained_through: float | None = None,
+         training_prompts: list[str] | None = None, calibration_note: str | None = None
+         ) -> Path:
+    """Write ``router`` to ``path`` (atomically: a crash leaves the old file or none).
+
+    A :class:`CalibratedRouter` is saved as its inner router plus its calibration."""
     path = Path(path)
+    if isinstance(router, CalibratedRouter):
+        calibration = calibration or router.calibration
+        router = router.inner
     if list(router.models) != list(panel_models):
         raise ArtifactError(f"router was fitted for models {list(router.models)}, but the panel "
                             f"to save is {list(panel_models)}")
@@ -74,14 +106,26 @@ def save(router: Router, path: str | Path, *, panel_models: list[str], costs: An
         "costs": [None if math.isnan(v) else float(v) for v in c],
         "embedder": embedder_name, "training_hash": training_hash,
         "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "trained_through": time.time() if trained_through is None else float(trained_through),
+        "calibration": None if calibration is None else _json_safe(calibration.header()),
     }
+    if calibration is None and calibration_note:
+        header["calibration_note"] = calibration_note  # why it serves uncalibrated
     payload: dict[str, np.ndarray] = {_HEADER: np.array(json.dumps(header))}
-    for k, v in arrays.items():
+    extra: dict[str, Any] = {}
+    if calibration is not None:
+        if list(calibration.models) != list(panel_models):
+            raise ArtifactError(f"calibration is for {calibration.models}, the panel to save "
+                                f"is {list(panel_models)}")
+        extra.update({_CALIBRATION + k: v for k, v in calibration.arrays().items()})
+    if training_prompts is not None:
+        extra[_TRAINING + "prompts"] = prompt_hashes(training_prompts)
+    for k, v in [*((_PREFIX + k, v) for k, v in arrays.items()), *extra.items()]:
         a = np.asarray(v)
         if a.dtype == object:
             raise ArtifactError(f"array {k!r} of router {router.name!r} has dtype object; "
                                 "artifacts hold numeric arrays only")
-        payload[_PREFIX + k] = a
+        payload[k] = a
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
     with tmp.open("wb") as f:
@@ -97,11 +141,38 @@ def read_header(path: str | Path) -> dict[str, Any]:
 
 
 def read(path: str | Path) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
-    """(header, arrays) of an artifact, without building the router."""
+    """(header, the router's arrays) of an artifact, without building the router."""
     return _read(path, with_arrays=True)
 
 
-def _read(path: str | Path, with_arrays: bool
+def read_sections(path: str | Path) -> tuple[dict[str, Any], dict[str, dict[str, np.ndarray]]]:
+    """(header, {"router": …, "calibration": …, "training": …} arrays) of an artifact."""
+    header, arrays = _read(path, with_arrays=True, prefix="")
+    sections: dict[str, dict[str, np.ndarray]] = {"router": {}, "calibration": {},
+                                                  "training": {}}
+    for k, v in arrays.items():
+        for name, pre in (("router", _PREFIX), ("calibration", _CALIBRATION),
+                          ("training", _TRAINING)):
+            if k.startswith(pre):
+                sections[name][k[len(pre):]] = v
+    return header, sections
+
+
+def trained_through(header: dict[str, Any]) -> float | None:
+    """Unix seconds no training outcome of this artifact is newer than: the recorded value, or
+    for an artifact that predates it, its creation time (a safe upper bound); None if neither
+    is readable."""
+    v = header.get("trained_through")
+    if isinstance(v, int | float) and math.isfinite(v):
+        return float(v)
+    try:
+        return float(calendar.timegm(time.strptime(str(header.get("created")),
+                                                   "%Y-%m-%dT%H:%M:%SZ")))
+    except ValueError:
+        return None
+
+
+def _read(path: str | Path, with_arrays: bool, prefix: str = _PREFIX
           ) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
     path = Path(path)
     try:
@@ -109,8 +180,8 @@ def _read(path: str | Path, with_arrays: bool
             if _HEADER not in z.files:
                 raise ArtifactError(f"{path}: not a rankgate router artifact (no header)")
             header = json.loads(str(z[_HEADER]))
-            arrays = ({k[len(_PREFIX):]: z[k] for k in z.files if k.startswith(_PREFIX)}
-                      if with_arrays else {})
+            arrays = ({k[len(prefix):]: z[k] for k in z.files if k.startswith(prefix)
+                       and k != _HEADER} if with_arrays else {})
     except ArtifactError:
         raise
     except FileNotFoundError:
@@ -136,7 +207,8 @@ def load(path: str | Path, embedder: Embedder | None,
     from rankgate.routing.registry import rebuild
 
     path = Path(path)
-    header, arrays = read(path)
+    header, sections = read_sections(path)
+    arrays = sections["router"]
     saved_models = list(header.get("panel_models") or [])
     if expected_models is not None and list(expected_models) != saved_models:
         how = ("same models in a different order" if sorted(expected_models) ==
@@ -158,4 +230,17 @@ def load(path: str | Path, embedder: Embedder | None,
     if list(router.models) != saved_models:
         raise ArtifactError(f"{path}: header panel {saved_models} disagrees with the router's "
                             f"own models {list(router.models)}")
-    return router, header
+    cal = header.get("calibration")
+    if cal is None:
+        header["calibration_status"] = "uncalibrated: " + (
+            "the artifact predates calibration (retrain it with `rankgate route train` to "
+            "calibrate)" if "calibration" not in header else
+            str(header.get("calibration_note") or "trained without calibration"))
+        return router, header
+    try:
+        calibration = Calibration.from_header(cal, sections["calibration"], saved_models)
+    except (KeyError, ValueError, TypeError) as e:
+        raise ArtifactError(f"{path}: corrupt calibration ({type(e).__name__}: {e})") from None
+    header["calibration_status"] = "calibrated: " + ", ".join(
+        f"{m} {mp.kind}" for m, mp in zip(saved_models, calibration.maps, strict=True))
+    return CalibratedRouter(router, calibration), header

@@ -1,4 +1,5 @@
-"""The replay as a picture: every router's cost/quality curve against the baselines."""
+"""The replay as a picture: every router's cost/quality curve against the baselines, and each
+router's reliability diagram (predicted vs realised quality, before and after calibration)."""
 
 from __future__ import annotations
 
@@ -39,6 +40,79 @@ def curves_png(report: dict[str, Any]) -> bytes:
     return buf.getvalue()
 
 
+def reliability_png(report: dict[str, Any]) -> bytes | None:
+    """Per router, mean realised vs mean predicted quality in equal-mass bins (marker area ∝
+    pairs in the bin), before (grey) and after (colour) calibration; None without data."""
+    cal = {n: c for n, c in (report.get("calibration") or {}).items() if c["before"]["n"]}
+    if not cal:
+        return None
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    k = len(cal)
+    cols = min(k, 3)
+    rows = (k + cols - 1) // cols
+    fig, axes = plt.subplots(rows, cols, figsize=(3.6 * cols, 3.6 * rows), squeeze=False)
+    for ax, (name, c) in zip(axes.flat, cal.items(), strict=False):
+        ax.plot([0, 1], [0, 1], "k:", lw=1)
+        for key, style, colour in (("before", "o--", "0.6"), ("after", "o-", "C0")):
+            r = c.get(key)
+            if not r or not r["bins"]:
+                continue
+            xs = [b["conf"] for b in r["bins"]]
+            ys = [b["acc"] for b in r["bins"]]
+            ax.plot(xs, ys, style, color=colour, lw=1.5, ms=3,
+                    label=f"{key}: ECE {r['ece']:.3f}")
+            ax.scatter(xs, ys, s=[b["count"] for b in r["bins"]], color=colour, alpha=0.35)
+        ax.set_xlim(0, 1)
+        ax.set_ylim(0, 1)
+        ax.set_title(f"{name} ({c['before']['n']} pairs)", fontsize=9)
+        ax.set_xlabel("predicted quality (bin mean)", fontsize=8)
+        ax.set_ylabel("realised quality", fontsize=8)
+        ax.legend(fontsize=7, loc="upper left")
+        ax.grid(alpha=0.3)
+    for ax in list(axes.flat)[k:]:
+        ax.axis("off")
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
+    plt.close(fig)
+    return buf.getvalue()
+
+
+def write_replay_pngs(report: dict[str, Any], directory: Path) -> list[Path]:
+    """``curves.png`` and (with calibration data) ``reliability.png`` in ``directory``."""
+    directory.mkdir(parents=True, exist_ok=True)
+    out = [directory / "curves.png"]
+    out[0].write_bytes(curves_png(report))
+    rel = reliability_png(report)
+    if rel is not None:
+        out.append(directory / "reliability.png")
+        out[1].write_bytes(rel)
+    return out
+
+
+def calibration_rows(report: dict[str, Any]) -> list[dict[str, Any]]:
+    """One row per router: ECE before/after, the noise band of a calibrated predictor at this
+    n (mean, 95% range) with the p-value of "as calibrated as that", n, warnings."""
+    rows = []
+    for name, c in (report.get("calibration") or {}).items():
+        b, a = c["before"], c.get("after")
+        kinds = sorted({v["kind"] for v in (c.get("maps") or {}).values()})
+        served = a or b
+        rows.append({"router": name, "n": b["n"], "n_items": b["n_items"],
+                     "ece_before": b["ece"], "p_before": b["p_calibrated"],
+                     "ece_after": None if a is None else a["ece"],
+                     "p_after": None if a is None else a["p_calibrated"],
+                     "floor": served["floor"], "floor_band": served["floor_band"],
+                     "maps": ", ".join(kinds) or "—",
+                     "per_bin": [int(x["count"]) for x in (a or b)["bins"]],
+                     "warning": (a or b)["warning"], "note": c.get("note")})
+    return rows
+
+
 def write_replay_html(report: dict[str, Any], path: Path) -> None:
     e = html.escape
 
@@ -52,6 +126,31 @@ def write_replay_html(report: dict[str, Any], path: Path) -> None:
         f"<td>{f(r['savings_at_95pct_best'], '{:.0%}')}</td></tr>"
         for n, r in report["routers"].items())
     img = base64.b64encode(curves_png(report)).decode()
+
+    def band(v: list[float] | None) -> str:
+        return "" if not v else f" [{v[0]:.3f}, {v[1]:.3f}]"
+
+    def p(v: float | None) -> str:
+        return "" if v is None else f" (p={v:.2f})"
+
+    cal_rows = "".join(
+        f"<tr><td>{e(r['router'])}</td><td>{f(r['ece_before'])}{p(r['p_before'])}</td>"
+        f"<td>{f(r['ece_after'])}{p(r['p_after'])}</td>"
+        f"<td>{f(r['floor'])}{band(r['floor_band'])}</td>"
+        f"<td>{r['n']} ({r['n_items']} items)</td><td>{e(str(r['per_bin']))}</td>"
+        f"<td>{e(r['maps'])}</td><td>{e(r['warning'] or r['note'] or '')}</td></tr>"
+        for r in calibration_rows(report))
+    rel = reliability_png(report)
+    cal_html = "" if not cal_rows else (
+        "<h2>Calibration of predicted quality</h2><p>ECE over every (held-out item, model) "
+        "pair, 10 equal-mass bins. Sampling noise alone gives a perfectly calibrated predictor "
+        "an ECE of about the floor at this n (mean [95% range] over simulated draws); p is the "
+        "share of those draws at or above the measured ECE (small p: real miscalibration)."
+        "</p><table><tr><th>router</th><th>ECE before</th><th>ECE after</th>"
+        "<th>calibrated floor</th>"
+        f"<th>pairs</th><th>pairs per bin</th><th>maps</th><th>note</th></tr>{cal_rows}</table>"
+        + ("" if rel is None else '<img alt="reliability diagrams" src="data:image/png;base64,'
+           + base64.b64encode(rel).decode() + '"/>'))
     path.write_text(f"""<!doctype html><html><head><meta charset="utf-8">
 <title>rankgate replay</title><style>body{{font-family:system-ui,sans-serif;margin:2em}}
 td,th{{border:1px solid #ccc;padding:4px 8px}}table{{border-collapse:collapse}}</style></head>
@@ -59,5 +158,5 @@ td,th{{border:1px solid #ccc;padding:4px 8px}}table{{border-collapse:collapse}}<
 items{'' if report['costs_known'] else ' — costs are model ranks (no costs in the data)'}.</p>
 <table><tr><th>router</th><th>APGR</th><th>CPT(50%)</th><th>AIQ</th><th>quality @95% best</th>
 <th>cost @95% best</th><th>savings @95% best</th></tr>{rows}</table>
-<img alt="cost/quality curves" src="data:image/png;base64,{img}"/></body></html>""",
+<img alt="cost/quality curves" src="data:image/png;base64,{img}"/>{cal_html}</body></html>""",
                     encoding="utf-8")

@@ -5,11 +5,17 @@ every model answered (a replay needs the whole row to know what any choice would
 Items whose prompt text also occurs in the training part are dropped from the test part and
 counted, so a memorised duplicate can't flatter a router. The cascade joins when the outcomes
 carry a confidence (token logprobs) for every model.
+
+Both calibrate the same way (:mod:`rankgate.routing.calibration`): ``train`` fits the per-model
+maps on cross-fitted predictions of the training items and saves them with the router; replay
+does exactly that on its training part and reports, per router, the ECE on the held-out part
+before and after, and replays the router *as it would be served* (calibrated).
 """
 
 from __future__ import annotations
 
 import hashlib
+import time
 from pathlib import Path
 from typing import Any
 
@@ -18,8 +24,9 @@ import numpy as np
 from rankgate.embed import Embedder
 from rankgate.outcomes import Outcome
 from rankgate.routing import artifact, cascade, replay
+from rankgate.routing import calibration as calib
 from rankgate.routing.bandit import LinUCBRouter
-from rankgate.routing.base import OutcomeMatrix, Router
+from rankgate.routing.base import OnlineRouter, OutcomeMatrix, Router
 from rankgate.routing.registry import ROUTERS, make
 
 
@@ -51,23 +58,57 @@ def _confidence(outcomes: list[Outcome], m: OutcomeMatrix) -> np.ndarray:
     return conf
 
 
+def uncalibrated_because(router: Router, n_items: int, calibrated: bool,
+                         folds: int = calib.FOLDS) -> str | None:
+    """Why ``router`` will serve uncalibrated predictions, or None when it can be calibrated.
+    An online router (the bandit) is never calibrated: its predictions move with every piece
+    of feedback, so a map fitted once would go stale while it serves."""
+    if not calibrated:
+        return "trained with --no-calibrate"
+    if isinstance(router, OnlineRouter):
+        return "online router (its predictions move with feedback; a fixed map would go stale)"
+    if n_items < 2 * folds:
+        return f"only {n_items} training items; cross-fitting a calibration needs {2 * folds}"
+    return None
+
+
+def calibrate(name: str, embedder: Embedder, data: OutcomeMatrix,
+              params: dict[str, Any] | None = None, folds: int = calib.FOLDS, seed: int = 0,
+              method: str = "auto") -> calib.Calibration:
+    """The calibration of router ``name`` fitted on cross-fitted predictions of ``data``."""
+    oof = calib.out_of_fold(lambda: build(name, embedder, params), data, folds, seed)
+    return calib.fit(oof, data.scores, data.models, folds, seed, method)
+
+
 def train(outcomes: list[Outcome], router: str, out: Path,
           embedder: Embedder,
-          models: list[str] | None = None, params: dict[str, Any] | None = None
-          ) -> dict[str, Any]:
+          models: list[str] | None = None, params: dict[str, Any] | None = None,
+          *, calibrated: bool = True, folds: int = calib.FOLDS, seed: int = 0,
+          trained_through: float | None = None) -> dict[str, Any]:
+    """Fit ``router`` on every outcome, calibrate it (unless ``calibrated`` is False or it is
+    online) and save both in one artifact. ``trained_through`` (unix seconds no outcome is
+    newer than) defaults to now: every outcome passed in was stored before this call."""
+    started = time.time() if trained_through is None else trained_through
     m = OutcomeMatrix.from_outcomes(outcomes, models)
     r = build(router, embedder, params)
     r.fit(m)
+    note = uncalibrated_because(r, len(m.item_ids), calibrated, folds)
+    cal = None if note else calibrate(router, embedder, m, params, folds, seed)
     costs = m.mean_costs()
     artifact.save(r, out, panel_models=m.models, costs=costs,
-                  training_hash=artifact.training_hash(m), embedder_name=embedder.name)
+                  training_hash=artifact.training_hash(m), embedder_name=embedder.name,
+                  calibration=cal, trained_through=started, training_prompts=m.prompts,
+                  calibration_note=note)
     return {"router": router, "models": m.models, "n_items": len(m.item_ids),
-            "costs": [None if np.isnan(c) else float(c) for c in costs], "path": str(out)}
+            "costs": [None if np.isnan(c) else float(c) for c in costs], "path": str(out),
+            "calibration": None if cal is None else cal.header(), "calibration_note": note,
+            "trained_through": started}
 
 
 def run_replay(train_rows: list[Outcome], test_rows: list[Outcome], routers: list[str],
                embedder: Embedder, cost_order: list[str] | None = None,
-               n_boot: int = 200, seed: int = 0) -> dict[str, Any]:
+               n_boot: int = 200, seed: int = 0, calibrated: bool = True,
+               method: str = "auto") -> dict[str, Any]:
     train_m = OutcomeMatrix.from_outcomes(train_rows)
     models = train_m.models
     test_all = OutcomeMatrix.from_outcomes(test_rows, models).complete()
@@ -79,14 +120,35 @@ def run_replay(train_rows: list[Outcome], test_rows: list[Outcome], routers: lis
         raise ValueError("no held-out item was answered by every model")
     costs = train_m.mean_costs()
     has_costs = not np.isnan(costs).any()
-    predictions = {}
+    predictions, raw_predictions = {}, {}
+    calibration_report: dict[str, Any] = {}
     for name in routers:
         r = build(name, embedder)
         r.fit(train_m)
-        predictions[name] = r.predict(test_m.prompts)
+        raw = r.predict(test_m.prompts)
+        note = uncalibrated_because(r, len(train_m.item_ids), calibrated)
+        cal = None if note else calibrate(name, embedder, train_m, seed=seed, method=method)
+        served = raw if cal is None else cal.apply(raw)
+        predictions[name] = served
+        raw_predictions[name] = raw
+        calibration_report[name] = {
+            "before": calib.reliability(raw, test_m.scores, n_boot=n_boot, seed=seed),
+            "after": None if cal is None else calib.reliability(served, test_m.scores,
+                                                                n_boot=n_boot, seed=seed),
+            "maps": None if cal is None else cal.header()["models"],
+            "note": None if note is None else f"served uncalibrated: {note}",
+        }
     report = replay.replay_report(predictions, test_m.scores,
                                   costs if has_costs else None, models,
                                   order=cost_order, n_boot=n_boot, seed=seed)
+    used = np.array([report["models"][m]["cost"] for m in models])  # $ or rank units
+    for name, entry in calibration_report.items():
+        if entry["after"] is not None:  # what calibration did to routing itself
+            entry["apgr_uncalibrated"] = replay.evaluate_router(
+                name, raw_predictions[name], test_m.scores, used)["apgr"]
+            entry["apgr_calibrated"] = report["routers"][name]["apgr"]
+    report["calibration"] = calibration_report
+    report["calibrated"] = calibrated
     report["n_train"] = len(train_m.item_ids)
     report["embedder"] = embedder.name
     report["n_test_dropped_duplicates"] = len(test_all.item_ids) - len(keep)

@@ -33,6 +33,7 @@ class StoredKey:
     routing: dict[str, float] | None
     created_at: float
     revoked_at: float | None = None
+    log_bodies: bool | None = None  # store its request bodies; None: the server's default
 
 
 def _key(row: Row[Any]) -> StoredKey:
@@ -42,7 +43,8 @@ def _key(row: Row[Any]) -> StoredKey:
                      rpm=row.rpm, tpm=row.tpm, budget_usd=row.budget_usd,
                      budget_period=row.budget_period,
                      routing=json.loads(row.routing) if row.routing else None,
-                     created_at=row.created_at, revoked_at=row.revoked_at)
+                     created_at=row.created_at, revoked_at=row.revoked_at,
+                     log_bodies=None if row.log_bodies is None else bool(row.log_bodies))
 
 
 def ensure_key_table(engine: Engine) -> None:
@@ -60,7 +62,7 @@ def add_key(engine: Engine, key: StoredKey, secret_sha256: str) -> None:
             rpm=key.rpm, tpm=key.tpm, budget_usd=key.budget_usd,
             budget_period=key.budget_period,
             routing=json.dumps(key.routing) if key.routing is not None else None,
-            created_at=key.created_at, revoked_at=key.revoked_at))
+            created_at=key.created_at, revoked_at=key.revoked_at, log_bodies=key.log_bodies))
 
 
 def list_keys(engine: Engine, *, include_revoked: bool = False) -> list[StoredKey]:

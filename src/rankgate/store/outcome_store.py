@@ -20,10 +20,10 @@ from dataclasses import fields
 from typing import Any
 
 import orjson
-from sqlalchemy import Engine, RowMapping, insert, select
+from sqlalchemy import Engine, RowMapping, insert, or_, select
 
 from rankgate.outcomes import Outcome
-from rankgate.store.tables import outcomes
+from rankgate.store.tables import outcomes, request_log
 
 #: ``Outcome`` fields stored in a column of the same name.
 _FIELDS = tuple(f.name for f in fields(Outcome) if f.name != "extra")
@@ -88,3 +88,48 @@ def read_outcomes(engine: Engine, *, since: float | None = None,
         query = query.where(outcomes.c.model.in_(list(models)))
     with engine.connect() as conn:
         return [_outcome(r) for r in conn.execute(query).mappings()]
+
+
+def source_kind(source: str | None) -> str | None:
+    """The kind of a ``source``: ``eval:starter`` is of kind ``eval``, ``judge`` of ``judge``."""
+    return source.split(":", 1)[0] if source else None
+
+
+def query_outcomes(engine: Engine, *, since: float | None = None, until: float | None = None,
+                   kinds: Sequence[str] | None = None, models: Sequence[str] | None = None,
+                   key_id: str | None = None, category: str | None = None,
+                   prompt_ids: Sequence[str] | None = None) -> list[tuple[float, Outcome]]:
+    """``(ts, outcome)`` pairs with ``since <= ts < until``, in the order they were stored.
+
+    ``kinds`` matches a source or its kind (``eval`` matches ``eval:starter``); ``key_id``
+    keeps the outcomes of requests that key made (by the request log); ``category`` and
+    ``models`` match exactly; ``prompt_ids`` keeps those items only. An empty sequence
+    matches nothing. The time is what drift windows and exports need beside the record."""
+    base = select(outcomes).order_by(outcomes.c.ts, outcomes.c.id)
+    if since is not None:
+        base = base.where(outcomes.c.ts >= since)
+    if until is not None:
+        base = base.where(outcomes.c.ts < until)
+    if kinds is not None:
+        kinds = list(kinds)
+        base = base.where(or_(outcomes.c.source.in_(kinds),
+                              *(outcomes.c.source.like(f"{k}:%") for k in kinds)))
+    if models is not None:
+        base = base.where(outcomes.c.model.in_(list(models)))
+    if key_id is not None:
+        base = base.where(outcomes.c.prompt_id.in_(
+            select(request_log.c.id).where(request_log.c.key_id == key_id)))
+    if category is not None:
+        base = base.where(outcomes.c.category == category)
+    queries = [base]
+    if prompt_ids is not None:  # in chunks: databases cap the parameters of one statement
+        ids = list(dict.fromkeys(prompt_ids))
+        queries = [base.where(outcomes.c.prompt_id.in_(ids[i:i + 500]))
+                   for i in range(0, len(ids), 500)]
+    found: list[tuple[float, int, Outcome]] = []
+    with engine.connect() as conn:
+        for q in queries:
+            found.extend((r["ts"], r["id"], _outcome(r)) for r in conn.execute(q).mappings())
+    if len(queries) > 1:
+        found.sort(key=lambda t: (t[0], t[1]))
+    return [(ts, o) for ts, _, o in found]

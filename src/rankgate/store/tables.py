@@ -105,6 +105,42 @@ exchanges = Table(
 )
 
 
+#: Pairwise verdicts for the one Bradley–Terry fit: ``outcome`` 1 when ``model_a`` won, 0 when
+#: ``model_b`` won, 0.5 for a tie. ``source`` is ``judge`` (``rankgate judge --store``) or
+#: ``import``; feedback votes are derived from feedback outcomes when read, never stored.
+#: ``ts`` is when the vote counts for ``since``: the judged request's time. Read and written
+#: only through ``store/vote_store.py``.
+votes = Table(
+    "votes",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("prompt_id", String(64), nullable=False, index=True),  # the request (or item) id
+    Column("model_a", String(200), nullable=False),
+    Column("model_b", String(200), nullable=False),
+    Column("outcome", Float, nullable=False),
+    Column("source", String(32), nullable=False),
+    Column("judge", String(200)),  # the judge model, for source "judge"
+    Column("first", String(1)),  # the judge's verdict with model_a shown first: A, B or C
+    Column("second", String(1)),  # ... with model_b shown first, mapped back to a/b labels
+    Column("ts", Float, nullable=False, index=True),
+)
+
+#: Judge verdicts that could not be parsed (``rankgate judge --store``): recorded so that they
+#: are counted and reported, and never turned into a score or a vote; a re-run skips them.
+judge_errors = Table(
+    "judge_errors",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("prompt_id", String(64), nullable=False, index=True),
+    Column("mode", String(16), nullable=False),  # "pairwise" or "rubric"
+    Column("model_a", String(200), nullable=False),
+    Column("model_b", String(200)),  # NULL for a rubric grade
+    Column("judge", String(200), nullable=False),
+    Column("error", Text, nullable=False),
+    Column("ts", Float, nullable=False),  # the judged request's time
+)
+
+
 #: Virtual API keys (gateway/auth.py). Only the sha256 of a secret is stored; ``prefix`` is a
 #: short, non-secret part of it that people use to tell keys apart. A key is never deleted,
 #: only revoked, so request-log rows keep pointing at a known key id.
@@ -123,6 +159,7 @@ api_keys = Table(
     Column("routing", Text),  # JSON object: the default routing knob
     Column("created_at", Float, nullable=False),
     Column("revoked_at", Float),
+    Column("log_bodies", Boolean),  # store this key's request bodies; NULL = server default
 )
 
 
