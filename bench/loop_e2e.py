@@ -188,15 +188,16 @@ def main() -> None:
     gold = gold_scores(db, sent, by_id)
     shared = [i for i, per in gold.items() if all(m in per for m in MODELS)]
     gold_acc = {m: sum(gold[i][m] for i in shared) / max(1, len(shared)) for m in MODELS}
-    bt = ranked.get("bradley_terry") or {}
-    ratings = {m: r for m, r in (bt.get("ratings") or {}).items() if m in MODELS}
+    ratings = {e["model"]: {"rating": e["bt_rating"], "low": e["bt_low"],
+                            "high": e["bt_high"], "votes": e.get("bt_votes")}
+               for e in ranked.get("models", []) if e["model"] in MODELS and "bt_rating" in e}
     judge_order = sorted(ratings, key=lambda m: -ratings[m]["rating"]) if ratings else []
     gold_order = sorted(MODELS, key=lambda m: -gold_acc[m])
     summary = {
         "n_sent": len(sent), "n_with_all_answers": complete, "n_gold_shared": len(shared),
         "live_models": {m: sum(s["model"] == m for s in sent) for m in MODELS},
         "gold_accuracy_same_items": gold_acc, "gold_order": gold_order,
-        "judge": args.judge, "judge_bt": ratings, "judge_order": judge_order,
+        "judge": args.judge, "judge_bt": ratings, "votes": ranked.get("votes"), "judge_order": judge_order,
         "kendall_tau": kendall_tau(judge_order, gold_order) if len(judge_order) == 3
         else None,
         "promote_exit": promote.returncode, "promote_says": (promote.stdout
