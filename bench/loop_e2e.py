@@ -77,23 +77,40 @@ def start_server(home: Path, env: dict[str, str], port: int, router: Path
     raise SystemExit("gateway did not come up")
 
 
-def send(items: list[Any], port: int, done: set[str], log_path: Path) -> None:
-    """Each item's messages (no target) through model="auto"; one line per answered item."""
-    from openai import OpenAI
+def send(items: list[Any], port: int, done: set[str], log_path: Path,
+         max_tokens_cap: int | None, db: Path) -> None:
+    """Each item's messages (no target) through model="auto"; one line per item (a failed
+    request is written with its error and not retried: the loop must cope with gaps).
+
+    The next prompt leaves once this one's shadow answers are stored, as on a lightly loaded
+    gateway: a local shadow call yields to live traffic (it is cancelled, ``preempted``, when
+    a live call arrives), so back-to-back prompts would leave most items with one answer."""
+    from openai import APIError, OpenAI
 
     from rankgate.eval.runner import DEFAULT_MAX_TOKENS, MAX_TOKENS
 
-    client = OpenAI(base_url=f"http://127.0.0.1:{port}/v1", api_key="unused", max_retries=2,
-                    timeout=900)
+    client = OpenAI(base_url=f"http://127.0.0.1:{port}/v1", api_key="unused", max_retries=0,
+                    timeout=3600)
     with log_path.open("a") as f:
         for i, item in enumerate(items, 1):
             if item.id in done:
                 continue
-            raw = client.chat.completions.with_raw_response.create(
-                model="auto", messages=item.messages, temperature=0, seed=0,
-                max_tokens=MAX_TOKENS.get(item.category or "", DEFAULT_MAX_TOKENS))
+            max_tokens = MAX_TOKENS.get(item.category or "", DEFAULT_MAX_TOKENS)
+            if max_tokens_cap:
+                max_tokens = min(max_tokens, max_tokens_cap)
+            try:
+                raw = client.chat.completions.with_raw_response.create(
+                    model="auto", messages=item.messages, temperature=0, seed=0,
+                    max_tokens=max_tokens)
+            except APIError as e:
+                f.write(json.dumps({"item": item.id, "error": str(e)[:300]}) + "\n")
+                f.flush()
+                print(f"  {i}/{len(items)} {item.id} failed: {e}", file=sys.stderr, flush=True)
+                continue
             f.write(json.dumps({"item": item.id, "request_id": raw.headers["x-request-id"],
-                                "model": raw.headers["x-rankgate-model"]}) + "\n")
+                                "model": raw.headers["x-rankgate-model"],
+                                "fallback": raw.headers.get("x-rankgate-fallback")}) + "\n")
+            wait_for_shadows(db, [raw.headers["x-request-id"]], 1800)
             f.flush()
             print(f"  {i}/{len(items)} {item.id} -> {raw.headers['x-rankgate-model']}",
                   file=sys.stderr, flush=True)
@@ -106,12 +123,15 @@ def wait_for_shadows(db: Path, request_ids: list[str], timeout_s: float) -> int:
 
     engine = make_engine(f"sqlite:///{db}")
     deadline = time.time() + timeout_s
-    while True:
-        got = by_request(read_exchanges(engine))
-        complete = sum(len(got.get(r, ())) >= len(MODELS) for r in request_ids)
-        if complete == len(request_ids) or time.time() > deadline:
-            return complete
-        time.sleep(5)
+    try:
+        while True:
+            got = by_request(read_exchanges(engine))
+            complete = sum(len(got.get(r, ())) >= len(MODELS) for r in request_ids)
+            if complete == len(request_ids) or time.time() > deadline:
+                return complete
+            time.sleep(1)
+    finally:
+        engine.dispose()
 
 
 def gold_scores(db: Path, sent: list[dict[str, Any]], items: dict[str, Any]
@@ -148,12 +168,25 @@ def main() -> None:
     ap.add_argument("--port", type=int, default=8765)
     ap.add_argument("--home", type=Path, default=REPO / ".rankgate" / "loop-e2e")
     ap.add_argument("--json", action="store_true")
+    ap.add_argument("--max-tokens", type=int, default=None,
+                    help="cap every answer's max_tokens (the eval's per-category budgets "
+                         "otherwise); the judge and the gold scorers see the same answers")
     args = ap.parse_args()
 
     home = args.home.resolve()
     home.mkdir(parents=True, exist_ok=True)
-    env = {**os.environ, "RANKGATE_HOME": str(home), "RANKGATE_CACHE": "false"}
+    # one thread per generation (two run at once on 2 cores: spinning threads collapse when
+    # they outnumber cores) and timeouts long enough for a busy machine: a measurement, not
+    # a latency test
+    env = {"RANKGATE_THREADS_PER_MODEL": "1", "RANKGATE_UPSTREAM_TIMEOUT_S": "3600",
+           "RANKGATE_SHADOW_TIMEOUT_S": "3600", **os.environ, "RANKGATE_HOME": str(home),
+           "RANKGATE_CACHE": "false"}
     db = home / "rankgate.db"
+    models = home / "models"  # the panel's weights, where `rankgate panel prepare` put them
+    if not models.exists():
+        from rankgate.config import Settings
+
+        models.symlink_to(Settings().home / "models")
     store = f"sqlite:///{db}"
     t0 = time.time()
 
@@ -168,15 +201,20 @@ def main() -> None:
         if sent_path.exists() else []
     proc = start_server(home, env, args.port, router)
     try:
-        send(items, args.port, {s["item"] for s in sent}, sent_path)
-        sent = [json.loads(x) for x in sent_path.read_text().splitlines()]
+        send(items, args.port, {s["item"] for s in sent}, sent_path, args.max_tokens, db)
+        logged = [json.loads(x) for x in sent_path.read_text().splitlines()]
+        failed = [s for s in logged if "error" in s]
+        sent = [s for s in logged if "error" not in s]
         complete = wait_for_shadows(db, [s["request_id"] for s in sent], 3600)
     finally:
         proc.terminate()
         proc.wait(30)
     t_serve = time.time() - t0
 
-    run(rankgate("judge", "--store", store, "--judge", args.judge, "--mode", "pairwise"), env)
+    # the judge is one model answering one call at a time: give it both cores, and cap its
+    # verdicts at 32 tokens as `judge calibrate` measured it
+    run(rankgate("judge", "--store", store, "--judge", args.judge, "--mode", "pairwise",
+                 "--max-tokens", "32"), {**env, "RANKGATE_THREADS_PER_MODEL": "2"})
     t_judge = time.time() - t0 - t_serve
     ranked = json.loads(run(rankgate("rank", "--store", store, "--json"), env).stdout)
     new = home / "router-new.npz"
@@ -194,10 +232,12 @@ def main() -> None:
     judge_order = sorted(ratings, key=lambda m: -ratings[m]["rating"]) if ratings else []
     gold_order = sorted(MODELS, key=lambda m: -gold_acc[m])
     summary = {
-        "n_sent": len(sent), "n_with_all_answers": complete, "n_gold_shared": len(shared),
+        "n_sent": len(sent), "n_failed": len(failed), "max_tokens_cap": args.max_tokens,
+        "n_with_all_answers": complete, "n_gold_shared": len(shared),
         "live_models": {m: sum(s["model"] == m for s in sent) for m in MODELS},
         "gold_accuracy_same_items": gold_acc, "gold_order": gold_order,
-        "judge": args.judge, "judge_bt": ratings, "votes": ranked.get("votes"), "judge_order": judge_order,
+        "judge": args.judge, "judge_bt": ratings, "votes": ranked.get("votes"),
+        "judge_order": judge_order,
         "kendall_tau": kendall_tau(judge_order, gold_order) if len(judge_order) == 3
         else None,
         "promote_exit": promote.returncode, "promote_says": (promote.stdout

@@ -248,6 +248,16 @@ def test_rank_store_shows_what_it_used_the_bt_ratings_and_the_drift(production):
     assert rated[QWEN05] > rated[SMOLLM]
 
 
+def test_the_html_report_says_what_it_used_and_the_drift(production, tmp_path):
+    home, db = production
+    page = tmp_path / "r.html"
+    r = rankgate(home, "rank", "--store", str(db), "--html", str(page))
+    assert r.returncode == 0, r.stderr
+    text = " ".join(page.read_text().split())
+    assert f"<b>Built from:</b> {SUMMARY}" in text
+    assert "1 drift(s)" in text and f"{SMOLLM}: quality (feedback) 0.8 → 0.2" in text
+
+
 def test_rank_store_combines_with_an_outcomes_file_and_filters_by_source(production,
                                                                          tmp_path):
     home, db = production

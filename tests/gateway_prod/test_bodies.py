@@ -145,6 +145,31 @@ def test_without_log_bodies_nothing_is_stored(unlogged):
     assert health["exchanges"]["written"] == 0 and "shadow" not in health
 
 
+def test_the_request_logs_prompt_and_feedback_are_redacted_without_bodies(unlogged):
+    """The metadata row keeps the prompt (for feedback outcomes): it is redacted too, in the
+    writer thread, and so is the outcome a thumbs-up turns it into."""
+    raw = client(unlogged).chat.completions.with_raw_response.create(
+        model="good", messages=[{"role": "user", "content": f"mail {EMAIL} key {SECRET_KEY}"}])
+    rid = raw.headers["x-request-id"]
+    r = httpx.post(unlogged.base_url + "/feedback",
+                   json={"request_id": rid, "thumbs": "up", "comment": f"from {EMAIL}"})
+    assert r.status_code == 200, r.text
+    unlogged.settle()
+    engine = make_engine(f"sqlite:///{unlogged.home / 'rankgate.db'}")
+    try:
+        with engine.connect() as c:
+            prompt = c.execute(sa.text("select prompt from request_log where id = :i"),
+                               {"i": rid}).scalar_one()
+            fb = c.execute(sa.text("select prompt, comment from outcomes where prompt_id = :i"),
+                           {"i": rid}).one()
+    finally:
+        engine.dispose()
+    for stored in (prompt, fb.prompt, fb.comment):
+        assert EMAIL not in stored and SECRET_KEY not in stored, stored
+    assert "mail [REDACTED:email] key [REDACTED:api_key]" in prompt
+    assert fb.comment == "from [REDACTED:email]"
+
+
 # -- per key --------------------------------------------------------------------------------
 def _key(gw: Server, **fields: Any) -> dict[str, Any]:
     r = httpx.post(gw.root + "/admin/keys", json={"name": "t", **fields},

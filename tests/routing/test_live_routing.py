@@ -41,9 +41,15 @@ def _train(tmp, outcomes, router: str):
 
 
 @pytest.fixture(scope="module")
-def routed(start_gateway, two_model_outcomes, qwen05_path, smollm_path, tmp_path_factory):
+def knn_path(two_model_outcomes, tmp_path_factory):
+    return _train(tmp_path_factory.mktemp("knn"), two_model_outcomes, "knn")
+
+
+@pytest.fixture(scope="module")
+def routed(start_gateway, two_model_outcomes, knn_path, qwen05_path, smollm_path,
+           tmp_path_factory):
     tmp = tmp_path_factory.mktemp("routers")
-    knn = _train(tmp, two_model_outcomes, "knn")
+    knn = knn_path
     bandit = _train(tmp, two_model_outcomes, "bandit")
     panel = [{"id": SMOLLM, "backend": "llamacpp", "bundled": SMOLLM},
              {"id": QWEN05, "backend": "llamacpp", "path": str(qwen05_path)}]
@@ -221,3 +227,31 @@ def test_auto_with_an_image_no_local_model_can_see_is_a_400(client):
         client.chat.completions.create(model="auto", messages=msgs, max_tokens=8)
     assert e.value.body["code"] == "capability_not_supported"
     assert e.value.body["param"] == "messages[0].content[1]"
+
+
+def test_auto_skips_a_model_whose_weights_are_missing(start_gateway, knn_path, smollm_path,
+                                                      tmp_path):
+    """The router would pick the 0.5B for a hard prompt; its file is missing, so auto picks
+    among the ready models at once instead of retrying a model that cannot answer; with no
+    ready model left it is a 503 naming why, never a 200 from nowhere."""
+    gone = tmp_path / "missing.gguf"
+    panel = [{"id": SMOLLM, "backend": "llamacpp", "bundled": SMOLLM},
+             {"id": QWEN05, "backend": "llamacpp", "path": str(gone)}]
+    gw = start_gateway(panel=panel, name="not-ready", extra_args=["--router", str(knn_path)])
+    c = openai.OpenAI(base_url=gw.base_url, api_key="unused", max_retries=0, timeout=600)
+    raw, _ = _ask(c, HARD)
+    assert _candidates(raw)[QWEN05] > _candidates(raw)[SMOLLM]  # the router wanted the 0.5B
+    assert raw.headers["x-rankgate-model"] == SMOLLM
+    assert "x-rankgate-fallback" not in raw.headers
+    assert raw.headers.get("x-rankgate-attempts", "1") == "1"
+
+    only_missing = [{"id": SMOLLM, "backend": "llamacpp", "path": str(gone)},
+                    {"id": QWEN05, "backend": "llamacpp", "path": str(gone)}]
+    gw2 = start_gateway(panel=only_missing, name="none-ready",
+                        extra_args=["--router", str(knn_path)])
+    c2 = openai.OpenAI(base_url=gw2.base_url, api_key="unused", max_retries=0, timeout=60)
+    with pytest.raises(openai.InternalServerError) as e:
+        _ask(c2, EASY)
+    assert e.value.status_code == 503
+    err = e.value.body if isinstance(e.value.body, dict) else {}
+    assert err.get("code") == "model_not_ready" and "not ready" in err.get("message", "")

@@ -46,7 +46,8 @@ def full_outcome(**changes) -> Outcome:
 def feedback(engine):
     """``POST /v1/feedback`` on a minimal app around the real handler and a real database."""
     state = SimpleNamespace(auth=None, settings=SimpleNamespace(max_body_bytes=64 * 1024),
-                            recent=OrderedDict(), request_log=SimpleNamespace(engine=engine),
+                            recent=OrderedDict(),
+                            request_log=SimpleNamespace(engine=engine, scrub=None),
                             routing=RoutingTable(), bandit_sync=None)
 
     async def endpoint(request: Request) -> Response:

@@ -78,6 +78,36 @@ def _outcome(rid: str, info: dict[str, Any], score: float, comment: str | None) 
                    source="feedback", extra=extra)
 
 
+def lookup_answered(state: GatewayState, rid: str) -> dict[str, Any] | None:
+    """What feedback needs of an answered request: kept in memory for recent ones, else read
+    from the log (blocking: call it in a thread)."""
+    return state.recent.get(rid) or _lookup_db(state, rid)
+
+
+async def apply_feedback(state: GatewayState, rid: str, info: dict[str, Any], score: float,
+                         comment: str | None) -> bool:
+    """Store a verdict on request ``rid`` as a ``feedback`` outcome (prompt and comment
+    redacted like the log) and, when a bandit routed it, teach the bandit; True if a router
+    learnt from it. ``POST /v1/feedback`` and the dashboard both come through here, so
+    ranking and routing cannot tell where feedback was given."""
+    loop = asyncio.get_running_loop()
+    scrub = state.request_log.scrub or str  # stored outcomes are redacted like the log
+    stored = {**info, "prompt": scrub(info["prompt"])}
+    await loop.run_in_executor(None, add_outcome, state.request_log.engine,
+                               _outcome(rid, stored, score,
+                                        scrub(comment) if comment else comment))
+    loaded = state.routing.routers.get(info.get("router") or "")
+    if loaded is None or not isinstance(loaded.router, OnlineRouter):
+        return False
+    if state.bandit_sync is not None:  # shared: every instance applies it, in order
+        await state.bandit_sync.publish(info["router"], info["prompt"], info["model"], score)
+        await sync_bandit(state.routing, info["router"], state.bandit_sync)
+    else:
+        await loop.run_in_executor(state.routing.executor, loaded.router.update,
+                                   info["prompt"], info["model"], score)
+    return True
+
+
 async def handle_feedback(state: GatewayState, request: Request) -> Response:
     try:
         if state.auth is not None:
@@ -89,19 +119,7 @@ async def handle_feedback(state: GatewayState, request: Request) -> Response:
             raise APIError(404, f"No answered request with id '{rid}' (use the x-request-id "
                            "header of a successful response).", param="request_id",
                            code="request_not_found")
-        await loop.run_in_executor(None, add_outcome, state.request_log.engine,
-                                   _outcome(rid, info, score, comment))
-        updated = False
-        loaded = state.routing.routers.get(info.get("router") or "")
-        if loaded is not None and isinstance(loaded.router, OnlineRouter):
-            if state.bandit_sync is not None:  # shared: every instance applies it, in order
-                await state.bandit_sync.publish(info["router"], info["prompt"], info["model"],
-                                                score)
-                await sync_bandit(state.routing, info["router"], state.bandit_sync)
-            else:
-                await loop.run_in_executor(state.routing.executor, loaded.router.update,
-                                           info["prompt"], info["model"], score)
-            updated = True
+        updated = await apply_feedback(state, rid, info, score, comment)
         return Response(orjson.dumps({"object": "feedback", "request_id": rid,
                                       "model": info["model"], "score": score,
                                       "router_updated": updated}),

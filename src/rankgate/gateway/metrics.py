@@ -45,8 +45,12 @@ Series (all prefixed ``rankgate_``):
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from rankgate.rank.drift import DriftReport
 
 # 1 ms … 120 s: gateway-only answers (cache hits, errors) land in the low buckets, model
 # calls in the high ones.
@@ -169,6 +173,13 @@ class Metrics:
         self.exchange_written = Gauge(p + "exchange_log_written",
                                       "Exchanges (logged bodies) written since start.",
                                       registry=r)
+        self.drift = Gauge(p + "drift", "Latest drift check per model and metric (quality "
+                           "(judge), quality (feedback), latency): stat=diff (latest window − "
+                           "the one before), low/high (its 95% interval), p_holm, detected "
+                           "(1 = drift), n_before, n_after.", ["model", "metric", "stat"],
+                           registry=r)
+        self.drift_checked = Gauge(p + "drift_checked_timestamp_seconds",
+                                   "When drift was last checked (unix seconds).", registry=r)
         self.exchange_dropped = Gauge(p + "exchange_log_dropped",
                                       "Exchanges dropped because their queue was full.",
                                       registry=r)
@@ -268,6 +279,18 @@ class Metrics:
         self.exchange_depth.set(depth)
         self.exchange_written.set(written)
         self.exchange_dropped.set(dropped)
+
+    def set_drift(self, report: DriftReport) -> None:
+        """Publish a drift report: every tested model × metric; series of models no longer
+        tested are removed, so a scrape never shows a stale verdict as current."""
+        self.drift.clear()
+        for c in report.checks:
+            model = self._model(c.model)
+            for stat, v in (("diff", c.diff), ("low", c.low), ("high", c.high),
+                            ("p_holm", c.p_holm), ("detected", float(c.drift)),
+                            ("n_before", c.n_before), ("n_after", c.n_after)):
+                self.drift.labels(model, c.metric, stat).set(v)
+        self.drift_checked.set(time.time())
 
     def render(self) -> tuple[bytes, str]:
         """The Prometheus text exposition of every series, and its content type."""

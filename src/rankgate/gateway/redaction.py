@@ -104,6 +104,23 @@ def _token(m: re.Match[str]) -> str:
     return s
 
 
+#: literal text that every match of a named kind contains (case as matched)
+_MARKERS = ("@", "sk-", "k_live_", "k_test_", "rg-", "AKIA", "ASIA", "ghp_", "gho_", "ghu_",
+            "ghs_", "ghr_", "github_pat_", "xox")
+
+
+def _may_be_named(s: str) -> bool:
+    """False only when no named kind can match: each needs one of ``_MARKERS`` (``bearer`` in
+    any case)."""
+    return any(m in s for m in _MARKERS) or "bearer" in s.lower()
+
+
+def _has_long_run(s: str) -> bool:
+    """False only when ``hex`` and ``token`` cannot match: both need 32 characters that are
+    not whitespace, so some whitespace-separated chunk must be that long."""
+    return len(s) >= 32 and any(len(w) >= 32 for w in s.split())
+
+
 def compile_patterns(patterns: Iterable[str]) -> list[re.Pattern[str]]:
     """The extra patterns, compiled; ``ValueError`` naming the first that does not compile."""
     out = []
@@ -132,9 +149,16 @@ class Redactor:
         return f"[REDACTED:{self._kinds[int(m.lastgroup[1:])]}]"  # type: ignore[index]
 
     def text(self, s: str) -> str:
-        """``s`` with every match replaced by ``[REDACTED:<kind>]``."""
-        out = self._named.sub(self._kind, s)
-        out = self._token.sub(_token, self._hex.sub(_hex, out))
+        """``s`` with every match replaced by ``[REDACTED:<kind>]``.
+
+        Python's regex engine scans at ~80 ns per character and pattern, so each pass runs
+        only when a cheap C-speed test says it could match: the named kinds need one of their
+        literal markers (``_may_be_named``), ``hex`` and ``token`` need 32 characters without
+        whitespace. Both tests are necessary conditions of a match, so skipping is exact; a
+        short prompt without such text costs ~3 µs instead of ~260 µs."""
+        out = self._named.sub(self._kind, s) if _may_be_named(s) else s
+        if _has_long_run(out):
+            out = self._token.sub(_token, self._hex.sub(_hex, out))
         for p in self._extra:
             out = p.sub("[REDACTED:custom]", out)
         return out

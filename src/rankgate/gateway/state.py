@@ -19,11 +19,13 @@ if TYPE_CHECKING:  # the production pieces import gateway modules that import th
     from rankgate.gateway.auth import Auth
     from rankgate.gateway.bandit_sync import BanditSync
     from rankgate.gateway.cache import ResponseCache
+    from rankgate.gateway.drift_watch import DriftWatch
     from rankgate.gateway.exchange_log import ExchangeLog
     from rankgate.gateway.limits import Limiter
     from rankgate.gateway.metrics import Metrics
     from rankgate.gateway.resilience import Resilience
     from rankgate.gateway.shadow import Shadow
+    from rankgate.gateway.tracing import GatewayTracer
 
 
 @dataclass
@@ -41,6 +43,8 @@ class GatewayState:
     cache: ResponseCache | None = None
     bandit_sync: BanditSync | None = None  # with Redis: bandit feedback shared by instances
     shadow: Shadow | None = None  # shadow evaluation (``serve --shadow-rate``)
+    drift: DriftWatch | None = None  # drift gauges on /metrics (``drift_interval_s``)
+    tracer: GatewayTracer | None = None  # OpenTelemetry (``otel_endpoint``); None: off
     started: float = field(default_factory=time.time)
     # request id -> what feedback needs, for requests too recent to be in the database yet
     recent: OrderedDict[str, dict[str, Any]] = field(default_factory=OrderedDict)

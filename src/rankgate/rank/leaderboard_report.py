@@ -14,9 +14,9 @@ from typing import Any
 
 
 def _plt():  # noqa: ANN202 - matplotlib.pyplot, imported lazily with a file-only backend
-    import matplotlib
+    from rankgate.extras import require
 
-    matplotlib.use("Agg")
+    require("matplotlib").use("Agg")
     import matplotlib.pyplot as plt
 
     return plt
@@ -121,6 +121,30 @@ def _fmt(v: Any, pct: bool = False, digits: int = 3) -> str:
     return f"{v:.1%}" if pct else f"{v:.{digits}g}"
 
 
+def _made_of(board: dict[str, Any]) -> str:
+    """What the ranking was built from (outcome kinds, votes by source), how far its judges
+    agree with gold, and the drift check — the HTML says what the terminal says."""
+    e = html.escape
+    parts = []
+    prov = board.get("provenance") or {}
+    if prov.get("summary"):
+        parts.append(f"<p><b>Built from:</b> {e(str(prov['summary']))}</p>")
+    for note in board.get("judges") or []:
+        parts.append(f"<p><b>Judge:</b> {e(str(note))}</p>")
+    drift = board.get("drift")
+    if drift is not None:
+        from rankgate.rank.drift import Check, describe
+
+        found = [describe(Check(**c)) for c in drift.get("drifts", [])]
+        head = (f"<h2>Drift</h2><p>Latest {drift['window_s'] / 3600:g} h against the "
+                f"{drift['window_s'] / 3600:g} h before: {len(drift.get('checks', []))} "
+                f"check(s), {len(found)} drift(s); {len(drift.get('too_few', []))} model × "
+                "metric pair(s) with too few outcomes to test.</p>")
+        parts.append(head + ("<ul>" + "".join(f"<li>{e(f)}</li>" for f in found) + "</ul>"
+                             if found else ""))
+    return "\n".join(parts)
+
+
 def write_html(board: dict[str, Any], path: Path, title: str = "rankgate leaderboard") -> None:
     e = html.escape
     rows = []
@@ -142,6 +166,7 @@ def write_html(board: dict[str, Any], path: Path, title: str = "rankgate leaderb
     imgs = "".join(
         f'<figure><img alt="{e(n)}" src="data:image/png;base64,'
         f'{base64.b64encode(d).decode()}"/></figure>' for n, d in plots(board).items())
+    made_of = _made_of(board)
     warnings = "".join(f"<li>{e(m['model'])}: {e(w)}</li>" for m in board["models"]
                        for w in m["warnings"] + ([m["ece_warning"]] if m["ece_warning"] else []))
     doc = f"""<!doctype html><html><head><meta charset="utf-8"><title>{e(title)}</title>
@@ -151,7 +176,7 @@ font-size:14px}}th{{background:#f4f4f4}}figure{{display:inline-block;margin:.5em
 .rec{{background:#eef7ee;padding:1em;border-left:4px solid #3a3}}</style></head><body>
 <h1>{e(title)}</h1><p>{board['n_items']} items. Accuracy with 95% intervals (Wilson for 0/1
 scores, bootstrap otherwise); pairwise differences on shared items, Holm-adjusted.</p>
-<div class="rec"><b>Recommendation: {e(str(board['recommendation']['model']))}</b><br>
+{made_of}<div class="rec"><b>Recommendation: {e(str(board['recommendation']['model']))}</b><br>
 {e(board['recommendation']['reason'])}</div>
 <table><tr><th>model</th><th>n</th><th>accuracy</th><th>95% CI</th><th>$ / 1k req</th>
 <th>latency p50 s</th><th>p95 s</th><th>TTFT p50 s</th><th>tok/s</th><th>ECE</th>

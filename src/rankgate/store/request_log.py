@@ -26,6 +26,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -73,8 +74,12 @@ class RequestLog:
     def __init__(self, url: str, queue_size: int = 10_000,
                  journal_dir: Path | None = None, batch_wait_s: float = 0.0,
                  durable: bool = False,
-                 sync_timeout_s: float = journal_mod.SYNC_TIMEOUT_S) -> None:
+                 sync_timeout_s: float = journal_mod.SYNC_TIMEOUT_S,
+                 scrub: Callable[[str], str] | None = None) -> None:
         self.engine: Engine = make_engine(url)
+        # applied to each row's ``prompt`` in the writer thread (the gateway passes its
+        # redactor): secrets never reach the table, and the request path pays nothing for it
+        self.scrub = scrub
         self.durable = durable
         self.sync_timeout_s = sync_timeout_s
         self._group: journal_mod.GroupCommit | None = None
@@ -181,7 +186,14 @@ class RequestLog:
                         n)
         return n
 
+    def _scrubbed(self, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        if self.scrub is None:
+            return rows
+        return [{**r, "prompt": self.scrub(r["prompt"])} if r.get("prompt") else r
+                for r in rows]
+
     def _replay(self, rows: list[dict[str, Any]]) -> None:
+        rows = self._scrubbed(rows)
         stmt = insert_ignoring_duplicates(self.engine)
         for s in range(0, len(rows), BATCH_MAX):
             with self.engine.begin() as conn:
@@ -204,6 +216,7 @@ class RequestLog:
             j.truncate()
 
     def _write(self, rows: list[dict[str, Any]]) -> None:
+        rows = self._scrubbed(rows)
         with self.engine.begin() as conn:
             conn.execute(insert(request_log), rows)
 
