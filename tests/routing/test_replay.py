@@ -221,12 +221,15 @@ def test_costs_unknown_uses_order_and_flags():
     assert report["routers"]["perfect"]["cost_at_95pct_best"] == pytest.approx(1.0)
 
 
-def test_costs_partially_unknown_rank_known_first():
-    cost, known = rp.resolve_costs(np.array([np.nan, 0.5, 0.1]), 3)
+def test_costs_partially_unknown_use_the_strong_call_share_never_an_order():
+    Y = np.array([[1.0, 0.0, 1.0], [1.0, 0.0, 0.0], [1.0, 1.0, 0.0]])  # column 0 is strong
+    cost, known = rp.resolve_costs(np.array([np.nan, 0.5, 0.1]), 3, Y=Y)
     assert not known
-    assert list(cost) == [3.0, 2.0, 1.0]
+    assert list(cost) == [1.0, 0.0, 0.0]  # strong model = 1 call, the others free
     cost, known = rp.resolve_costs(np.array([0.2, 0.5, 0.1]), 3)
     assert known and list(cost) == [0.2, 0.5, 0.1]
+    with pytest.raises(ValueError, match="costs are unknown"):
+        rp.resolve_costs(None, 3)  # nothing to find the strong model with: no guess
     with pytest.raises(ValueError):
         rp.resolve_costs(None, 3, [0, 0, 1])
 

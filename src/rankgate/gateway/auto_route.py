@@ -1,9 +1,12 @@
 """``model: "auto"`` — pick the panel model for one request with a trained router.
 
 The knob comes from ``extra_body={"rankgate": {"max_cost_usd" | "min_quality" | "lambda"}}``
-(or the key's defaults, once keys exist). The decision runs off the event loop (embedding is
-CPU work) on one dedicated thread, and comes back with everything needed to explain it in the
-response headers.
+(or the key's defaults, once keys exist); ``min_quality`` with ``confidence`` asks for a
+guarantee, answered from the artifact's conformal bounds
+(:mod:`rankgate.routing.conformal`) — a router without them refuses it (400), and a target no
+model's bound reaches is served by the best model and said so in the headers. The decision
+runs off the event loop (embedding is CPU work) on one dedicated thread, and comes back with
+everything needed to explain it in the response headers.
 """
 
 from __future__ import annotations
@@ -21,8 +24,10 @@ from rankgate.embed import Embedder
 from rankgate.gateway.errors import APIError
 from rankgate.messages import prompt_text
 from rankgate.routing.base import Decision, Knob, OnlineRouter, Router, decide
+from rankgate.routing.conformal import Guarantee, guarantee_of
 
-_KNOB_FIELDS = {"max_cost_usd": "max_cost", "min_quality": "min_quality", "lambda": "lam"}
+_KNOB_FIELDS = {"max_cost_usd": "max_cost", "min_quality": "min_quality", "lambda": "lam",
+                "confidence": "confidence", "savings": "savings"}
 
 
 @dataclass
@@ -85,8 +90,8 @@ def parse_knob(body: dict[str, Any]) -> Knob:
         raise APIError(400, f"Unknown rankgate option(s) {sorted(unknown)}; use one of "
                        f"{sorted(_KNOB_FIELDS)}.", param="rankgate", code="invalid_value")
     given = {k: v for k, v in raw.items() if v is not None}
-    if len(given) > 1:
-        raise APIError(400, "Give at most one of max_cost_usd, min_quality, lambda.",
+    if len([k for k in given if k != "confidence"]) > 1:
+        raise APIError(400, "Give at most one of max_cost_usd, min_quality, lambda, savings.",
                        param="rankgate", code="invalid_value")
     for k, v in given.items():
         if isinstance(v, bool) or not isinstance(v, int | float):
@@ -95,9 +100,27 @@ def parse_knob(body: dict[str, Any]) -> Knob:
     try:
         return Knob(**{_KNOB_FIELDS[k]: float(v) for k, v in given.items()})
     except ValueError as e:
-        param = f"rankgate.{next(iter(given))}" if given else "rankgate"
+        first = "confidence" if "confidence" in given else next(iter(given), None)
+        param = f"rankgate.{first}" if first else "rankgate"
         raise APIError(400, f"Invalid {param}: {e}.", param=param,
                        code="invalid_value") from None
+
+
+def decide_guaranteed(router: Router, guarantee: Guarantee, prompt: str, costs: np.ndarray,
+                      knob: Knob, name: str) -> Decision:
+    """The cheapest model whose lower bound clears ``knob.min_quality`` at
+    ``knob.confidence``; the best predicted model, marked unmet, when none does."""
+    pred = router.predict([prompt])
+    j, met, lower = guarantee.choose(pred, costs, knob)
+    target = f"{knob.min_quality:g}@{knob.confidence:g}"
+    status = (f"met {target}" if met[0] else
+              f"unmet {target}: no model's lower bound reaches the target; best model used")
+    return Decision(router.models[int(j[0])], name,
+                    {m: float(q) for m, q in zip(router.models, pred[0], strict=True)},
+                    _cost_map(router.models, costs),
+                    quality_bound={m: float(v) for m, v in zip(router.models, lower[0],
+                                                               strict=True)},
+                    guarantee=status)
 
 
 async def sync_bandit(table: RoutingTable, name: str, sync: Any) -> None:
@@ -121,6 +144,17 @@ async def route(table: RoutingTable, model: str, body: dict[str, Any],
     text = prompt_text(body)
     loop = asyncio.get_running_loop()
     router = loaded.router
+    if knob.confidence is not None:
+        guarantee = guarantee_of(router)
+        if guarantee is None or isinstance(router, OnlineRouter):
+            raise APIError(400, f"The router '{name}' has no quality guarantee (its artifact "
+                           "holds no conformal bounds: retrain it with `rankgate route "
+                           "train`, or drop rankgate.confidence).", param="rankgate.confidence",
+                           code="guarantee_unavailable")
+        return await loop.run_in_executor(table.executor, decide_guaranteed, router, guarantee,
+                                          text, loaded.costs, knob, name)
+    if knob.savings is not None:
+        knob = _savings_lambda(router, loaded, knob, name)
     if isinstance(router, OnlineRouter):  # the bandit explores
         if sync is not None:
             await sync_bandit(table, name, sync)
@@ -132,6 +166,28 @@ async def route(table: RoutingTable, model: str, body: dict[str, Any],
         return await loop.run_in_executor(table.executor, pick)
     d = await loop.run_in_executor(table.executor, decide, router, text, loaded.costs, knob)
     return Decision(d.model, name, d.predicted_quality, d.estimated_cost)
+
+
+def _savings_lambda(router: Router, loaded: LoadedRouter, knob: Knob, name: str) -> Knob:
+    """The λ knob a ``savings`` target implies on the artifact's held-out training predictions
+    (computed once per share and prices, kept with the artifact's guarantee)."""
+    from rankgate.routing.budget import lambda_for_savings
+
+    g = guarantee_of(router)
+    if g is None or isinstance(router, OnlineRouter):
+        raise APIError(400, f"The router '{name}' keeps no held-out training predictions to "
+                       "turn a savings target into a price of quality: retrain it with "
+                       "`rankgate route train`, or give lambda or max_cost_usd.",
+                       param="rankgate.savings", code="savings_unavailable")
+    savings = knob.savings
+    assert savings is not None
+    try:
+        lam = g.memo(("savings", savings, tuple(np.nan_to_num(loaded.costs, nan=-1.0))),
+                     lambda: lambda_for_savings(g.P, g.Y, loaded.costs, savings))
+    except ValueError as e:
+        raise APIError(400, f"Invalid rankgate.savings: {e}.", param="rankgate.savings",
+                       code="invalid_value") from None
+    return Knob(lam=lam)
 
 
 def _cost_map(models: list[str], costs: np.ndarray) -> dict[str, float | None]:

@@ -33,12 +33,14 @@ import numpy as np
 from rankgate.embed import Embedder
 from rankgate.routing.base import OutcomeMatrix, Router
 from rankgate.routing.calibration import CalibratedRouter, Calibration
+from rankgate.routing.conformal import Guarantee
 
 FORMAT = "rankgate-router/1"
 _HEADER = "__header__"
 _PREFIX = "a:"  # the router's own arrays
 _CALIBRATION = "c:"  # calibration knots
 _TRAINING = "t:"  # what it was trained on
+_GUARANTEE = "g:"  # held-out predictions and scores the quality guarantee is computed from
 
 
 class ArtifactError(ValueError):
@@ -84,11 +86,13 @@ def _json_safe(x: Any) -> Any:
 def save(router: Router, path: str | Path, *, panel_models: list[str], costs: Any,
          training_hash: str, embedder_name: str | None,
          calibration: Calibration | None = None, trained_through: float | None = None,
-         training_prompts: list[str] | None = None, calibration_note: str | None = None
-         ) -> Path:
+         training_prompts: list[str] | None = None, calibration_note: str | None = None,
+         guarantee: Guarantee | None = None) -> Path:
     """Write ``router`` to ``path`` (atomically: a crash leaves the old file or none).
 
-    A :class:`CalibratedRouter` is saved as its inner router plus its calibration."""
+    A :class:`CalibratedRouter` is saved as its inner router plus its calibration;
+    ``guarantee`` (optional, :mod:`rankgate.routing.conformal`) travels as header ``guarantee``
+    and arrays ``g:*``, so the gateway can honour ``confidence`` knobs."""
     path = Path(path)
     if isinstance(router, CalibratedRouter):
         calibration = calibration or router.calibration
@@ -108,6 +112,7 @@ def save(router: Router, path: str | Path, *, panel_models: list[str], costs: An
         "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "trained_through": time.time() if trained_through is None else float(trained_through),
         "calibration": None if calibration is None else _json_safe(calibration.header()),
+        "guarantee": None if guarantee is None else _json_safe(guarantee.header()),
     }
     if calibration is None and calibration_note:
         header["calibration_note"] = calibration_note  # why it serves uncalibrated
@@ -120,6 +125,8 @@ def save(router: Router, path: str | Path, *, panel_models: list[str], costs: An
         extra.update({_CALIBRATION + k: v for k, v in calibration.arrays().items()})
     if training_prompts is not None:
         extra[_TRAINING + "prompts"] = prompt_hashes(training_prompts)
+    if guarantee is not None:
+        extra.update({_GUARANTEE + k: v for k, v in guarantee.arrays().items()})
     for k, v in [*((_PREFIX + k, v) for k, v in arrays.items()), *extra.items()]:
         a = np.asarray(v)
         if a.dtype == object:
@@ -146,13 +153,14 @@ def read(path: str | Path) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
 
 
 def read_sections(path: str | Path) -> tuple[dict[str, Any], dict[str, dict[str, np.ndarray]]]:
-    """(header, {"router": …, "calibration": …, "training": …} arrays) of an artifact."""
+    """(header, {"router": …, "calibration": …, "training": …, "guarantee": …} arrays) of an
+    artifact."""
     header, arrays = _read(path, with_arrays=True, prefix="")
     sections: dict[str, dict[str, np.ndarray]] = {"router": {}, "calibration": {},
-                                                  "training": {}}
+                                                  "training": {}, "guarantee": {}}
     for k, v in arrays.items():
         for name, pre in (("router", _PREFIX), ("calibration", _CALIBRATION),
-                          ("training", _TRAINING)):
+                          ("training", _TRAINING), ("guarantee", _GUARANTEE)):
             if k.startswith(pre):
                 sections[name][k[len(pre):]] = v
     return header, sections
@@ -230,12 +238,14 @@ def load(path: str | Path, embedder: Embedder | None,
     if list(router.models) != saved_models:
         raise ArtifactError(f"{path}: header panel {saved_models} disagrees with the router's "
                             f"own models {list(router.models)}")
+    guarantee = _guarantee(path, header, sections["guarantee"], saved_models)
     cal = header.get("calibration")
     if cal is None:
         header["calibration_status"] = "uncalibrated: " + (
             "the artifact predates calibration (retrain it with `rankgate route train` to "
             "calibrate)" if "calibration" not in header else
             str(header.get("calibration_note") or "trained without calibration"))
+        router.guarantee = guarantee  # type: ignore[attr-defined]
         return router, header
     try:
         calibration = Calibration.from_header(cal, sections["calibration"], saved_models)
@@ -243,4 +253,19 @@ def load(path: str | Path, embedder: Embedder | None,
         raise ArtifactError(f"{path}: corrupt calibration ({type(e).__name__}: {e})") from None
     header["calibration_status"] = "calibrated: " + ", ".join(
         f"{m} {mp.kind}" for m, mp in zip(saved_models, calibration.maps, strict=True))
-    return CalibratedRouter(router, calibration), header
+    served = CalibratedRouter(router, calibration)
+    served.guarantee = guarantee  # type: ignore[attr-defined]
+    return served, header
+
+
+def _guarantee(path: Path, header: dict[str, Any], arrays: dict[str, np.ndarray],
+               models: list[str]) -> Guarantee | None:
+    """The artifact's quality guarantee (None when it has none: a ``confidence`` knob is then
+    refused, never answered with a point prediction)."""
+    g = header.get("guarantee")
+    if g is None:
+        return None
+    try:
+        return Guarantee.from_header(g, arrays, models)
+    except (KeyError, ValueError, TypeError) as e:
+        raise ArtifactError(f"{path}: corrupt guarantee ({type(e).__name__}: {e})") from None

@@ -121,21 +121,58 @@ class Knob:
     * ``lam`` — willingness to pay: maximise quality − λ·cost ($ per unit of quality);
     * ``min_quality`` — the cheapest model predicted to reach this quality (best if none does);
     * ``max_cost`` — the best predicted quality among models whose estimated cost fits.
+
+    ``confidence`` (only with ``min_quality``) turns the target into a *guarantee*: the
+    cheapest model whose lower prediction bound at that confidence clears ``min_quality``
+    (bounds from :mod:`rankgate.routing.conformal`), the best model — flagged as unmet — when
+    none does.
+
+    ``savings`` — spend at most (1 − savings) × the best model's mean cost: the gateway turns it
+    into the λ that does so on the artifact's held-out training predictions
+    (:mod:`rankgate.routing.budget`).
     """
 
     lam: float | None = None
     min_quality: float | None = None
     max_cost: float | None = None
+    confidence: float | None = None
+    savings: float | None = None
 
     def __post_init__(self) -> None:
-        if sum(v is not None for v in (self.lam, self.min_quality, self.max_cost)) > 1:
-            raise ValueError("give at most one of lambda, min_quality, max_cost")
+        if sum(v is not None for v in (self.lam, self.min_quality, self.max_cost,
+                                       self.savings)) > 1:
+            raise ValueError("give at most one of lambda, min_quality, max_cost, savings")
+        if self.savings is not None and not (np.isfinite(self.savings)
+                                             and 0 <= self.savings < 1):
+            raise ValueError("savings is a share of the best model's cost in [0, 1)")
         for name in ("lam", "min_quality", "max_cost"):
             v = getattr(self, name)
             if v is not None and (not np.isfinite(v) or v < 0):
                 raise ValueError(f"{name} must be a finite number >= 0")
         if self.min_quality is not None and self.min_quality > 1:
             raise ValueError("min_quality is a quality in [0, 1]")
+        if self.confidence is not None:
+            if not (np.isfinite(self.confidence) and 0 < self.confidence < 1):
+                raise ValueError("confidence must be strictly between 0 and 1")
+            if self.min_quality is None:
+                raise ValueError("confidence needs min_quality (the quality it guarantees)")
+
+
+def choose_guaranteed(lower: np.ndarray, pred: np.ndarray, costs: np.ndarray, target: float
+                      ) -> tuple[np.ndarray, np.ndarray]:
+    """(chosen index, guarantee met) per row: the cheapest model whose ``lower`` bound [n, m]
+    reaches ``target``; where none does, the best predicted model (``pred``) and met = False,
+    so a caller can say so instead of pretending."""
+    lower = np.atleast_2d(np.asarray(lower, float))
+    pred = np.atleast_2d(np.asarray(pred, float))
+    c = np.broadcast_to(np.asarray(costs, float), pred.shape).copy()
+    if np.isnan(c).any():
+        c[np.isnan(c)] = np.nanmax(c) * (1 + 1e-6) + 1e-300 if not np.isnan(c).all() else 0.0
+    ok = lower >= target - 1e-12
+    cheapest_ok = _cheapest_best(np.where(ok, -c, -np.inf), -lower)
+    best = _cheapest_best(pred, c)
+    met = ok.any(axis=1)
+    return np.where(met, cheapest_ok, best), met
 
 
 def _cheapest_best(values: np.ndarray, costs: np.ndarray) -> np.ndarray:
@@ -179,6 +216,8 @@ class Decision:
     router: str
     predicted_quality: dict[str, float]
     estimated_cost: dict[str, float | None]
+    quality_bound: dict[str, float] | None = None  # lower bounds a guarantee was judged on
+    guarantee: str | None = None  # "met 0.8@0.9" / "unmet 0.8@0.9: …" when one was asked
 
     def candidates_header(self) -> str:
         """Compact ``model=quality/cost`` list for the x-rankgate-candidates header."""

@@ -13,12 +13,16 @@ from rankgate.routing.bandit import LinUCBRouter
 from rankgate.routing.base import Router
 from rankgate.routing.baselines import RandomRouter, SingleModelRouter
 from rankgate.routing.classifier import ClassifierRouter
+from rankgate.routing.cluster import ClusterRouter
 from rankgate.routing.ensemble import EnsembleRouter
+from rankgate.routing.irt import IRTRouter
 from rankgate.routing.knn import KNNRouter
+from rankgate.routing.knn_tuned import TunedKNNRouter
 from rankgate.routing.mf import MFRouter
 
 ROUTERS: dict[str, type] = {"knn": KNNRouter, "mf": MFRouter, "classifier": ClassifierRouter,
-                            "ensemble": EnsembleRouter}
+                            "ensemble": EnsembleRouter, "knn_tuned": TunedKNNRouter,
+                            "cluster": ClusterRouter, "irt": IRTRouter}
 """The learned routers ``rankgate route train`` offers; each is ``cls(embedder, **params)``."""
 
 _SAVED: dict[str, type] = {**ROUTERS, "bandit": LinUCBRouter, "single": SingleModelRouter,

@@ -9,7 +9,10 @@ must beat: the *random* router, the *zero* router and the *oracle*.
 Definitions (one line each; ``DESIGN.md`` "Metrics we report"):
 
 * curve — for each λ on a grid, (mean c[chosen], mean Y[chosen]); sorted by cost, exact
-  duplicates removed. Costs are the given $ means, or ranks 1..m of a cost order when unknown.
+  duplicates removed. Costs are the given $ means; when any model's cost is unknown, the x axis
+  is the *share of calls to the strong model* (cost 1 for the strong model, 0 for the others),
+  which is all APGR and CPT need (RouteLLM's own axis; exact for two models). A cost is never
+  derived from the order of the models.
 * strong / weak — the most / least accurate single model (ties: strong = the more expensive,
   weak = the cheaper); best = strong.
 * PGR(q) = (q − q_weak)/(q_strong − q_weak), not clipped; None when q_strong == q_weak.
@@ -55,14 +58,30 @@ Point = tuple[float, float]
 # --------------------------------------------------------------------------- inputs
 
 
+def strong_share_costs(Y: np.ndarray) -> np.ndarray:
+    """Costs for data without prices: 1 for the strong model (the best mean quality; the first
+    of exactly tied best models), 0 for every other one.
+
+    Mean cost is then the share of calls sent to the strong model — the axis on which RouteLLM
+    defines APGR and CPT — so they need only which model is strong, never a price or an order.
+    """
+    Y = _check(Y)
+    q = Y.mean(axis=0)
+    out = np.zeros(Y.shape[1])
+    out[int(np.flatnonzero(q >= q.max() - 1e-12)[0])] = 1.0
+    return out
+
+
 def resolve_costs(c: np.ndarray | Sequence[float] | None, m: int,
-                  order: Sequence[int] | None = None) -> tuple[np.ndarray, bool]:
+                  order: Sequence[int] | None = None, Y: np.ndarray | None = None
+                  ) -> tuple[np.ndarray, bool]:
     """Per-model costs to replay with, and whether they are real ($) costs.
 
-    With no (or incomplete) cost data the curve's x axis can still be meaningful as a *rank*:
-    the caller tells which model is cheaper (``order``: model indices, cheapest first) and the
-    models get pseudo-costs 1..m. Without an order, known costs rank first (unknown ones count
-    as the most expensive, as in ``choose``), then column order.
+    With every cost known they are used as given. Otherwise the x axis is the share of calls to
+    the strong model (:func:`strong_share_costs` of the scores ``Y``); a caller that *knows* the
+    cost ranking may instead pass ``order`` (model indices, cheapest first) for rank units
+    1..m. Unknown costs are never ranked by column order: that made the first column of a
+    RouteLLM file (its strong model) the cheapest and left APGR undefined.
     """
     arr = None if c is None else np.asarray(c, float).reshape(-1)
     if arr is not None and arr.shape != (m,):
@@ -72,8 +91,10 @@ def resolve_costs(c: np.ndarray | Sequence[float] | None, m: int,
             raise ValueError("costs must be >= 0")
         return arr, True
     if order is None:
-        key = np.full(m, np.inf) if arr is None else np.where(np.isfinite(arr), arr, np.inf)
-        order = list(np.argsort(key, kind="stable"))
+        if Y is None:
+            raise ValueError("costs are unknown: give every model's cost, an explicit cost "
+                             "order, or the scores (to replay on the strong-call share)")
+        return strong_share_costs(Y), False
     order = [int(j) for j in order]
     if sorted(order) != list(range(m)):
         raise ValueError(f"cost order must be a permutation of the {m} model indices")
@@ -168,7 +189,7 @@ def curve(P: np.ndarray, Y: np.ndarray, c: np.ndarray | None,
     """
     Y = _check(Y, P)
     P = np.asarray(P, float)
-    cost, _ = resolve_costs(c, Y.shape[1], order)
+    cost, _ = resolve_costs(c, Y.shape[1], order, Y)
     rows = np.arange(Y.shape[0])
     _, picks = _choices(P, cost, n_points)
     pts = np.array([[cost[j].mean(), Y[rows, j].mean()] for j in picks])
@@ -182,7 +203,7 @@ def single_model_points(Y: np.ndarray, c: np.ndarray | None,
                         order: Sequence[int] | None = None) -> list[Point]:
     """(cost, mean quality) of always calling model j, in column order."""
     Y = _check(Y)
-    cost, _ = resolve_costs(c, Y.shape[1], order)
+    cost, _ = resolve_costs(c, Y.shape[1], order, Y)
     return [(float(cost[j]), float(Y[:, j].mean())) for j in range(Y.shape[1])]
 
 
@@ -263,7 +284,7 @@ def oracle_point(Y: np.ndarray, c: np.ndarray | None,
                  order: Sequence[int] | None = None) -> Point:
     """(mean cost, mean quality) of the oracle: the cheapest correct model per item."""
     Y = _check(Y)
-    cost, _ = resolve_costs(c, Y.shape[1], order)
+    cost, _ = resolve_costs(c, Y.shape[1], order, Y)
     j = oracle_choice(Y, cost)
     return float(cost[j].mean()), float(Y[np.arange(Y.shape[0]), j].mean())
 
@@ -431,7 +452,7 @@ def bootstrap_intervals(P: np.ndarray, Y: np.ndarray, c: np.ndarray | None, n_bo
     Y = _check(Y, P)
     P = np.asarray(P, float)
     n, m = Y.shape
-    cost, _ = resolve_costs(c, m, order)
+    cost, _ = resolve_costs(c, m, order, Y)
     rng = np.random.default_rng(seed)
     W = np.stack([np.bincount(rng.integers(0, n, n), minlength=n) for _ in range(n_boot)]
                  ).astype(float) / n if n_boot > 0 else np.zeros((0, n))
@@ -460,9 +481,12 @@ def replay_report(predictions: Mapping[str, np.ndarray], Y: np.ndarray,
                   n_boot: int = 0, seed: int = 0) -> dict[str, Any]:
     """The replay of several routers and the baselines on one held-out set, JSON-ready.
 
-    ``order`` names the models cheapest first and is only used when costs are unknown; then
-    every cost (and savings) is in rank units and ``costs_known`` is False. With ``n_boot`` > 0
-    an ``"intervals"`` entry holds each router's bootstrap intervals.
+    With every cost known the x axis is $ (``cost_axis`` ``"usd"``). Otherwise it is the share
+    of calls to the strong model (``"strong_share"``: each model's ``cost`` is None, its
+    ``axis`` value 1 for the strong model and 0 for the others, savings are strong calls
+    saved), unless ``order`` names the models cheapest first (``"rank"``: ranks 1..m).
+    ``costs_known`` is False in both. With ``n_boot`` > 0 an ``"intervals"`` entry holds each
+    router's bootstrap intervals.
     """
     Y = _check(Y)
     models = list(models)
@@ -474,7 +498,8 @@ def replay_report(predictions: Mapping[str, np.ndarray], Y: np.ndarray,
         if unknown:
             raise ValueError(f"cost order names unknown models: {unknown}")
         idx_order = [models.index(m) for m in order]
-    cost, known = resolve_costs(c, len(models), idx_order)
+    cost, known = resolve_costs(c, len(models), idx_order, Y)
+    axis = "usd" if known else ("rank" if idx_order is not None else "strong_share")
     clash = set(predictions) & set(BASELINES)
     if clash:
         raise ValueError(f"router names clash with baselines: {sorted(clash)}")
@@ -485,12 +510,57 @@ def replay_report(predictions: Mapping[str, np.ndarray], Y: np.ndarray,
     routers.update(evaluate_baselines(Y, cost, n_points))
     report: dict[str, Any] = {
         "n_test": int(Y.shape[0]),
-        "models": {m: {"quality": q, "cost": x} for m, (x, q) in zip(models, singles, strict=True)},
+        "models": {m: {"quality": q, "cost": x if axis != "strong_share" else None}
+                   for m, (x, q) in zip(models, singles, strict=True)},
         "routers": routers,
         "costs_known": known,
+        "cost_axis": axis,
+        "axis": {m: x for m, (x, _) in zip(models, singles, strict=True)},
         "reference": {"strong": models[s_i], "weak": models[w_i], "best": models[s_i]},
     }
     if n_boot > 0:
         report["intervals"] = {name: bootstrap_intervals(P, Y, cost, n_boot, seed, n_points)
                                for name, P in predictions.items()}
     return report
+
+
+def paired_difference(P_a: np.ndarray, P_b: np.ndarray, Y: np.ndarray, c: np.ndarray | None,
+                      n_boot: int = 200, seed: int = 0, n_points: int = DEFAULT_POINTS,
+                      metric: str = "aiq") -> dict[str, Any]:
+    """``metric`` of router a minus router b on the same held-out items, with a 95% paired
+    bootstrap interval: both routers are scored on the *same* resample each time, so what the
+    items have in common (easy or hard draws) cancels and the interval is about the routers.
+
+    ``metric`` is ``aiq`` or ``apgr``. Returns ``{"diff", "ci", "n_boot"}``; ``ci`` is None
+    when the metric is undefined on every resample.
+    """
+    if metric not in ("aiq", "apgr"):
+        raise ValueError("metric must be aiq or apgr")
+    Y = _check(Y, P_a, "router a")
+    _check(Y, P_b, "router b")
+    n, m = Y.shape
+    cost, _ = resolve_costs(c, m, None, Y)
+    rows = np.arange(n)
+    rng = np.random.default_rng(seed)
+    W = np.stack([np.bincount(rng.integers(0, n, n), minlength=n) for _ in range(n_boot)]
+                 ).astype(float) / n if n_boot > 0 else np.zeros((0, n))
+    per_router = []
+    for P in (np.asarray(P_a, float), np.asarray(P_b, float)):
+        _, picks = _choices(P, cost, n_points)
+        Q = np.column_stack([Y[rows, j] for j in picks])
+        C = np.column_stack([cost[j] for j in picks])
+        per_router.append((Q, C))
+    singles0 = single_model_points(Y, cost)
+    diff0 = [curve_metrics(np.column_stack([C.mean(axis=0), Q.mean(axis=0)]), singles0)[metric]
+             for Q, C in per_router]
+    Mq = W @ Y
+    diffs = []
+    for b in range(n_boot):
+        singles = [(float(cost[j]), float(Mq[b, j])) for j in range(m)]
+        vals = [curve_metrics(np.column_stack([W[b] @ C, W[b] @ Q]), singles)[metric]
+                for Q, C in per_router]
+        if None not in vals:
+            diffs.append(vals[0] - vals[1])
+    full = None if None in diff0 else float(diff0[0] - diff0[1])
+    return {"diff": full, "n_boot": len(diffs),
+            "ci": ([float(v) for v in np.percentile(diffs, [2.5, 97.5])] if diffs else None)}

@@ -11,9 +11,9 @@ from typing import Any
 
 
 def curves_png(report: dict[str, Any]) -> bytes:
-    import matplotlib
+    from rankgate.extras import require
 
-    matplotlib.use("Agg")
+    require("matplotlib").use("Agg")
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(7.5, 5))
@@ -25,11 +25,12 @@ def curves_png(report: dict[str, Any]) -> bytes:
         xs, ys = zip(*pts, strict=True)
         ax.plot(xs, ys, styles.get(name, "-"), label=name, lw=2 if name not in styles else 1.2,
                 drawstyle="steps-post" if name not in styles else "default")
+    axis = report.get("axis") or {m: v["cost"] for m, v in report["models"].items()}
     for m, v in report["models"].items():
-        ax.plot(v["cost"], v["quality"], "ko")
-        ax.annotate(m, (v["cost"], v["quality"]), textcoords="offset points", xytext=(5, -10),
+        ax.plot(axis[m], v["quality"], "ko")
+        ax.annotate(m, (axis[m], v["quality"]), textcoords="offset points", xytext=(5, -10),
                     fontsize=7)
-    ax.set_xlabel("mean cost per request" + ("" if report["costs_known"] else " (rank units)"))
+    ax.set_xlabel(axis_label(report))
     ax.set_ylabel("mean quality on held-out items")
     ax.set_title(f"routers vs baselines ({report['n_test']} test items)")
     ax.grid(alpha=0.3)
@@ -40,15 +41,24 @@ def curves_png(report: dict[str, Any]) -> bytes:
     return buf.getvalue()
 
 
+def axis_label(report: dict[str, Any]) -> str:
+    """What the replay's x axis measures: $, ranks, or the share of strong-model calls."""
+    kind = report.get("cost_axis", "usd" if report["costs_known"] else "rank")
+    if kind == "strong_share":
+        return (f"share of calls to the strong model ({report['reference']['strong']}); "
+                "no $ costs in the data")
+    return "mean cost per request" + (" ($)" if kind == "usd" else " (rank units)")
+
+
 def reliability_png(report: dict[str, Any]) -> bytes | None:
     """Per router, mean realised vs mean predicted quality in equal-mass bins (marker area ∝
     pairs in the bin), before (grey) and after (colour) calibration; None without data."""
     cal = {n: c for n, c in (report.get("calibration") or {}).items() if c["before"]["n"]}
     if not cal:
         return None
-    import matplotlib
+    from rankgate.extras import require
 
-    matplotlib.use("Agg")
+    require("matplotlib").use("Agg")
     import matplotlib.pyplot as plt
 
     k = len(cal)
@@ -113,6 +123,33 @@ def calibration_rows(report: dict[str, Any]) -> list[dict[str, Any]]:
     return rows
 
 
+def guarantee_rows(report: dict[str, Any]) -> list[dict[str, Any]]:
+    """One row per (router, target, confidence) of the quality-guarantee replay: certified
+    share, realised coverage with its 95% interval, the point policy's share reaching the
+    target, and the guarantee's cost relative to the point-prediction policy. A router
+    without a guarantee gives one row with its ``note``."""
+    rows = []
+    for name, g in (report.get("guarantee") or {}).items():
+        if "rows" not in g:
+            rows.append({"router": name, "note": g.get("note")})
+            continue
+        rows.extend({"router": name, **r} for r in g["rows"])
+    return rows
+
+
+def paired_rows(report: dict[str, Any]) -> list[dict[str, Any]]:
+    """Per router: AIQ and APGR minus the reference router's (``paired_vs``), paired
+    bootstrap 95% intervals, and whether the AIQ interval excludes zero."""
+    rows = []
+    for name, p in (report.get("paired") or {}).items():
+        ci = p["aiq"]["ci"]
+        rows.append({"router": name, "vs": report.get("paired_vs"),
+                     "aiq_diff": p["aiq"]["diff"], "aiq_ci": ci,
+                     "apgr_diff": p["apgr"]["diff"], "apgr_ci": p["apgr"]["ci"],
+                     "aiq_better": bool(ci and ci[0] > 0), "aiq_worse": bool(ci and ci[1] < 0)})
+    return rows
+
+
 def write_replay_html(report: dict[str, Any], path: Path) -> None:
     e = html.escape
 
@@ -155,8 +192,46 @@ def write_replay_html(report: dict[str, Any], path: Path) -> None:
 <title>rankgate replay</title><style>body{{font-family:system-ui,sans-serif;margin:2em}}
 td,th{{border:1px solid #ccc;padding:4px 8px}}table{{border-collapse:collapse}}</style></head>
 <body><h1>Router replay</h1><p>{report['n_train']} training items, {report['n_test']} held-out
-items{'' if report['costs_known'] else ' — costs are model ranks (no costs in the data)'}.</p>
+items; x axis: {e(axis_label(report))}.</p>
 <table><tr><th>router</th><th>APGR</th><th>CPT(50%)</th><th>AIQ</th><th>quality @95% best</th>
 <th>cost @95% best</th><th>savings @95% best</th></tr>{rows}</table>
-<img alt="cost/quality curves" src="data:image/png;base64,{img}"/>{cal_html}</body></html>""",
+<img alt="cost/quality curves" src="data:image/png;base64,{img}"/>{cal_html}
+{_guarantee_html(report)}</body></html>""",
                     encoding="utf-8")
+
+
+def _guarantee_html(report: dict[str, Any]) -> str:
+    """The paired comparison and guarantee-coverage tables of the HTML report ("" if none)."""
+    e = html.escape
+
+    def f(v: Any, spec: str = "{:.3f}") -> str:
+        return "—" if v is None else spec.format(v)
+
+    def ci(v: list[float] | None, spec: str = "{:.3f}") -> str:
+        return "" if not v else f" [{spec.format(v[0])}, {spec.format(v[1])}]"
+
+    out = ""
+    pr = paired_rows(report)
+    if pr:
+        out += (f"<h2>Paired against {e(str(report.get('paired_vs')))}</h2><table><tr>"
+                "<th>router</th><th>ΔAIQ [95%]</th><th>ΔAPGR [95%]</th></tr>" + "".join(
+                    f"<tr><td>{e(r['router'])}</td><td>{f(r['aiq_diff'], '{:+.4f}')}"
+                    f"{ci(r['aiq_ci'], '{:+.4f}')}</td><td>{f(r['apgr_diff'], '{:+.4f}')}"
+                    f"{ci(r['apgr_ci'], '{:+.4f}')}</td></tr>" for r in pr) + "</table>")
+    gr = guarantee_rows(report)
+    if gr:
+        out += ("<h2>Quality guarantee (min_quality + confidence)</h2><p>coverage = share of "
+                "certified held-out requests whose realised quality reached the target "
+                "(Clopper–Pearson 95%); uncertified requests go to the best model and are "
+                "flagged; cost ratio = guarantee policy ÷ point-prediction policy.</p><table>"
+                "<tr><th>router</th><th>target</th><th>confidence</th><th>certified</th>"
+                "<th>coverage</th><th>point policy reaching target</th><th>cost ratio</th>"
+                "</tr>" + "".join(
+                    f"<tr><td>{e(r['router'])}</td><td colspan=6>{e(str(r['note']))}</td></tr>"
+                    if "note" in r else
+                    f"<tr><td>{e(r['router'])}</td><td>{r['target']}</td>"
+                    f"<td>{r['confidence']}</td><td>{r['certified_share']:.0%}</td>"
+                    f"<td>{f(r['coverage'])}{ci(r['coverage_ci'])}</td>"
+                    f"<td>{r['point_coverage']:.3f}</td><td>{f(r['cost_ratio'], '{:.2f}')}</td>"
+                    "</tr>" for r in gr) + "</table>")
+    return out
