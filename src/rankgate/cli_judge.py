@@ -16,6 +16,7 @@ from rich.console import Console
 from rich.table import Table
 from typer.core import TyperGroup
 
+from rankgate.cli_support import fail as _fail
 from rankgate.config import Settings
 
 
@@ -40,9 +41,6 @@ console = Console()
 err = Console(stderr=True)
 
 
-def _fail(message: str, code: int = 2) -> typer.Exit:
-    err.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
-    return typer.Exit(code)
 
 
 def _outcome_path(value: str) -> Path:
@@ -174,7 +172,11 @@ def calibrate_cmd(
         plan = jc.plan(src, items, limit, pairs,
                        pairs // 2 if length_pairs is None else length_pairs, seed,
                        answers_per_item)
-    except (datasets.WorkloadError, jc.CalibrationError) as e:
+    except datasets.WorkloadError as e:
+        if len(e.problems) == 1 and e.problems[0].line == 0:  # no such file / no items
+            raise _fail(f"--workload {workload}: {e.problems[0].reason}") from None
+        raise _fail(str(e)) from None
+    except jc.CalibrationError as e:
         raise _fail(str(e)) from None
     spec = p.get(judge_model)
     assert spec is not None

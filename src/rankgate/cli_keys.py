@@ -88,14 +88,33 @@ def create(
 def list_keys(
     store: StoreOpt = None,
     include_revoked: Annotated[bool, typer.Option("--all", help="include revoked keys")] = False,
-    json_out: Annotated[bool, typer.Option("--json")] = False,
+    json_out: Annotated[bool, typer.Option("--json", help="print the keys and their usage as "
+                                           "JSON")] = False,
 ) -> None:
-    """List keys with their limits (never their secrets)."""
+    """List keys with their limits and usage — requests and $ spent, in all and in the
+    current budget period, from the request log every gateway writes (never their secrets)."""
+    import time
+
+    from rankgate.gateway.limits import period_bounds
+    from rankgate.store.key_usage import key_usage
+
     keys = _store(store)
     try:
         rows = keys.list(include_revoked=include_revoked)
+        now = time.time()
+        starts = {r["id"]: period_bounds(r["budget_period"], now)[0] for r in rows
+                  if r["budget_usd"] is not None}
+        usage = key_usage(keys.engine, starts)
     finally:
         keys.close()
+    for r in rows:
+        u = usage.get(r["id"])
+        r["usage"] = {"requests": u.requests if u else 0, "answered": u.answered if u else 0,
+                      "spent_usd": u.spent_usd if u else 0.0,
+                      "last_request_at": u.last_ts if u else None}
+        if r["budget_usd"] is not None:
+            r["usage"]["period_requests"] = (u.period_requests or 0) if u else 0
+            r["usage"]["period_spent_usd"] = (u.period_spent_usd or 0.0) if u else 0.0
     if json_out:
         print(json.dumps(rows))
         return
@@ -103,7 +122,7 @@ def list_keys(
     table.add_column("id", no_wrap=True)
     table.add_column("name", overflow="fold")
     table.add_column("prefix", no_wrap=True)
-    for column in ("models", "limits", "budget", "routing", "bodies"):
+    for column in ("models", "limits", "budget", "routing", "bodies", "usage"):
         table.add_column(column, overflow="fold")
     if include_revoked:
         table.add_column("status", no_wrap=True)
@@ -113,9 +132,16 @@ def list_keys(
                   else "-")
         routing = ", ".join(f"{k}={v:g}" for k, v in (r["routing"] or {}).items()) or "-"
         bodies = {True: "logged", False: "never", None: "default"}[r.get("log_bodies")]
+        u = r["usage"]
+        used = f"{u['requests']} req ({u['answered']} ok), ${u['spent_usd']:.4g}"
+        if "period_spent_usd" in u:  # a budget: what this period used of it
+            if r["budget_period"] != "total":
+                used += f"; ${u['period_spent_usd']:.4g} this {r['budget_period']}"
+            if r["budget_usd"]:
+                budget += f", {u['period_spent_usd'] / r['budget_usd']:.0%} used"
         cells = [r["id"], r["name"], r["prefix"],
                  ", ".join(r["models"]) if r["models"] is not None else "all",
-                 limits, budget, routing, bodies]
+                 limits, budget, routing, bodies, used]
         if include_revoked:
             cells.append("revoked" if r["revoked_at"] is not None else "active")
         table.add_row(*cells)

@@ -102,6 +102,8 @@ def export(
     model: Annotated[str | None, typer.Option(help="workload: requests this model answered "
                                               "live; outcomes: this model's")] = None,
     category: Annotated[str | None, typer.Option(help="outcomes only: this category")] = None,
+    json_out: Annotated[bool, typer.Option("--json", help="print what was written as JSON")
+                        ] = False,
 ) -> None:
     """Write logged traffic as a workload (JSONL items for `rankgate eval --workload`) or the
     store's outcomes as outcomes JSONL."""
@@ -132,6 +134,10 @@ def export(
                               " (the gateway logs them with serve --log-bodies)")
                            + "; nothing written", 1)
             _write_atomically(out, [orjson.dumps(i) for i in items])
+            if json_out:
+                print(orjson.dumps({"as": as_, "out": str(out), "written": len(items),
+                                    "skipped": skipped}).decode())
+                return
             console.print(f"wrote {len(items)} workload item(s) (scorer judge, no target) → "
                           f"{out}" + (f"; {why}" if why else ""), highlight=False)
             console.print(f"evaluate the panel on them: rankgate eval --workload {out} "
@@ -149,6 +155,10 @@ def export(
                 k = (o.source or "unlabelled").split(":", 1)[0]
                 kinds[k] = kinds.get(k, 0) + 1
             by = ", ".join(f"{k} {n}" for k, n in sorted(kinds.items(), key=lambda t: -t[1]))
+            if json_out:
+                print(orjson.dumps({"as": as_, "out": str(out), "written": len(rows),
+                                    "by_kind": kinds}).decode())
+                return
             console.print(f"wrote {len(rows)} outcome(s) ({by}) → {out}", highlight=False)
     finally:
         engine.dispose()

@@ -13,8 +13,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-import typer
 from rich.console import Console
+
+from rankgate.cli_support import fail
 
 if TYPE_CHECKING:
     from sqlalchemy import Engine
@@ -28,9 +29,6 @@ console = Console()
 err = Console(stderr=True)
 
 
-def fail(message: str, code: int = 2) -> typer.Exit:
-    err.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
-    return typer.Exit(code)
 
 
 def open_store(spec: str) -> Engine:
@@ -80,19 +78,16 @@ def _range(since: str | None) -> str:
 # --- judge --store ------------------------------------------------------------------------
 
 def judge_store(store: str, judge_model: str, panel: Path | None, since: str | None,
-                mode: str, limit: int | None, max_tokens: int | None) -> None:
-    """``rankgate judge --store``: see ``eval/store_judge.py``."""
+                mode: str, limit: int | None, max_tokens: int | None,
+                json_out: bool = False) -> None:
+    """``rankgate judge --store``: see ``eval/store_judge.py``. Progress goes to stderr (off
+    a terminal with ``json_out``: none), the result to stdout."""
     import asyncio
+    import sys
 
-    from rich.progress import (
-        BarColumn,
-        MofNCompleteColumn,
-        Progress,
-        TextColumn,
-        TimeElapsedColumn,
-        TimeRemainingColumn,
-    )
+    import orjson
 
+    from rankgate.cli_support import progress
     from rankgate.config import Settings
     from rankgate.eval import store_judge as sj
     from rankgate.runtime import open_panel
@@ -109,18 +104,16 @@ def judge_store(store: str, judge_model: str, panel: Path | None, since: str | N
     if max_tokens is not None:
         judge = sj.CappedJudge(judge, max_tokens)  # type: ignore[assignment]
     try:
-        with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                      TimeElapsedColumn(), TimeRemainingColumn(), console=console) as bar:
-            task = bar.add_task(f"judging with {judge_model}", total=None)
+        with progress(f"judging with {judge_model}", quiet=json_out) as update:
 
             def planned(r: sj.JudgeReport) -> None:
-                bar.update(task, total=r.to_do)
+                update(0, r.to_do)
 
             def progressed(r: sj.JudgeReport) -> None:
-                bar.update(task, completed=r.done, description=(
-                    f"judging with {judge_model} [votes {r.votes}, grades {r.grades}"
-                    + (f", unparsable {r.unparsable}" if r.unparsable else "")
-                    + (f", failed {r.failed}" if r.failed else "") + "]"))
+                text = (f"judging with {judge_model} [votes {r.votes}, grades {r.grades}"
+                        + (f", unparsable {r.unparsable}" if r.unparsable else "")
+                        + (f", failed {r.failed}" if r.failed else "") + "]")
+                update(r.done, None, text)
 
             report = sj.judge_store(engine, judge, since=start, mode=mode,  # type: ignore[arg-type]
                                     limit=limit, concurrency=rt.concurrency(judge_model, 4),
@@ -131,12 +124,19 @@ def judge_store(store: str, judge_model: str, panel: Path | None, since: str | N
     if report.requests == 0:
         raise fail(f"no logged request{_range(since)} has two or more answers to judge (log "
                    "bodies and shadow answers: serve --log-bodies --shadow-rate R)", 1)
-    console.print(
-        f"{report.requests} logged request(s) with ≥ 2 answers{_range(since)}: "
-        f"{report.votes} new vote(s), {report.grades} new grade(s) by {judge_model}; "
-        f"{report.skipped} already judged (skipped); {report.unparsable} unparsable "
-        f"verdict(s) recorded as errors (never scores); {report.failed} judge call(s) failed",
-        highlight=False)
+    if json_out:
+        sys.stdout.write(orjson.dumps({
+            "judge": judge_model, "requests": report.requests, "votes": report.votes,
+            "grades": report.grades, "skipped": report.skipped,
+            "unparsable": report.unparsable, "failed": report.failed,
+            "failures": report.failures}).decode() + "\n")
+    else:
+        console.print(
+            f"{report.requests} logged request(s) with ≥ 2 answers{_range(since)}: "
+            f"{report.votes} new vote(s), {report.grades} new grade(s) by {judge_model}; "
+            f"{report.skipped} already judged (skipped); {report.unparsable} unparsable "
+            f"verdict(s) recorded as errors (never scores); {report.failed} judge call(s) "
+            "failed", highlight=False)
     for line in report.failures:
         err.print(f"[yellow]failed[/] {line}", highlight=False, soft_wrap=True)
     if report.failed:

@@ -183,8 +183,12 @@ def load(name_or_path: str) -> list[Item]:
 
 def select(items: list[Item], limit: int | None = None, sample: int | None = None,
            seed: int = 0, categories: list[str] | None = None) -> list[Item]:
-    """A quick-look subset: by category, a seeded random sample (stratified by category, so
-    every category is represented), or the first ``limit`` items."""
+    """A quick-look subset: by category, a seeded random sample (``sample``: categories take
+    turns, so every category is represented), and/or ``limit`` items spread across the
+    categories in proportion to their size (the first ``limit`` of :func:`interleave` with
+    ``seed``: ``--workload builtin --limit 20`` is a mix of HumanEval and every starter
+    category, not the first 20 lines; a larger limit with the same seed extends a smaller one,
+    so a resumed run only adds items)."""
     if categories:
         items = [i for i in items if i.category in categories]
     if sample is not None and sample < len(items):
@@ -205,7 +209,7 @@ def select(items: list[Item], limit: int | None = None, sample: int | None = Non
         order = {it.id: n for n, it in enumerate(items)}
         items = sorted(picked, key=lambda it: order[it.id])
     if limit is not None:
-        items = items[:limit]
+        items = interleave(items, seed)[:limit]
     return items
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import defaultdict
+from collections.abc import Callable
 from itertools import combinations
 from pathlib import Path
 from typing import Any
@@ -34,8 +35,10 @@ def pairs_to_judge(outcomes: list[Outcome], models: list[str], limit: int | None
 
 
 def judge_pairs(outcomes: list[Outcome], models: list[str], judge_backend: Any, out: Path,
-                limit: int | None = None) -> int:
-    """Judge every pair; returns the number of new votes written."""
+                limit: int | None = None,
+                on_progress: Callable[[int, int], None] | None = None) -> int:
+    """Judge every pair; returns the number of new votes written. ``on_progress(done, total)``
+    is called before the first comparison and after each one (the CLI's progress)."""
     done = set()
     if out.exists():
         for line in out.read_bytes().splitlines():
@@ -47,6 +50,8 @@ def judge_pairs(outcomes: list[Outcome], models: list[str], judge_backend: Any, 
 
     async def main() -> int:
         n = 0
+        if on_progress is not None:
+            on_progress(0, len(work))
         with out.open("ab") as f:
             for pid, prompt, a, b, _ in work:
                 v = await compare(judge_backend, prompt, responses[(pid, a)],
@@ -56,6 +61,8 @@ def judge_pairs(outcomes: list[Outcome], models: list[str], judge_backend: Any, 
                                       "second": v.second}) + b"\n")
                 f.flush()
                 n += 1
+                if on_progress is not None:
+                    on_progress(n, len(work))
         return n
 
     return asyncio.run(main())

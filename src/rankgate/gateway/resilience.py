@@ -153,20 +153,27 @@ class Resilience:
     ``backends`` maps panel ids to backends (the gateway's own dict); a breaker is kept for
     each. ``default_timeout_s`` applies to models without ``timeout_s``; None means no limit
     from this layer (a backend may still have its own). ``sleep`` is the backoff wait.
+    ``retry_after_max_s`` caps the wait an upstream's ``Retry-After`` asks for (default: the
+    backoff cap, 2 s): a request waits at most that long per retry instead of holding its
+    client for the minute a rate-limited upstream may ask for; the setting is
+    ``RANKGATE_RETRY_AFTER_MAX_S`` / ``serve --retry-after-max-s``.
     """
 
     def __init__(self, backends: dict[str, Backend], *, retries: int = 2,
                  backoff_base_s: float = 0.05, backoff_max_s: float = 2.0,
+                 retry_after_max_s: float | None = None,
                  failure_threshold: int = 5, cooldown_s: float = 30.0,
                  default_timeout_s: float | None = None, rng: random.Random | None = None,
                  clock: Callable[[], float] = time.monotonic,
                  sleep: Callable[[float], Awaitable[Any]] = asyncio.sleep) -> None:
-        if retries < 0 or backoff_base_s < 0 or backoff_max_s < 0:
+        if retries < 0 or backoff_base_s < 0 or backoff_max_s < 0 or (
+                retry_after_max_s is not None and retry_after_max_s < 0):
             raise ValueError("retries and backoff times must be >= 0")
         self.backends = backends
         self.retries = retries
         self.backoff_base_s = backoff_base_s
         self.backoff_max_s = backoff_max_s
+        self.retry_after_max_s = backoff_max_s if retry_after_max_s is None else retry_after_max_s
         self.default_timeout_s = default_timeout_s
         self._rng = rng or random.Random()
         self._clock = clock
@@ -183,11 +190,11 @@ class Resilience:
 
     def backoff_s(self, retry: int, err: BackendError | None = None) -> float:
         """The wait before retry number ``retry`` (0-based): the upstream's Retry-After if
-        the error carries one, else full jitter ``uniform(0, min(max, base·2^retry))``; never
-        more than ``backoff_max_s``."""
+        the error carries one (at most ``retry_after_max_s``), else full jitter
+        ``uniform(0, min(max, base·2^retry))`` (at most ``backoff_max_s``)."""
         after = retry_after_of(err) if err is not None else None
         if after is not None:
-            return min(after, self.backoff_max_s)
+            return min(after, self.retry_after_max_s)
         return self._rng.uniform(0.0, min(self.backoff_max_s,
                                           self.backoff_base_s * 2.0 ** retry))
 

@@ -16,7 +16,7 @@ from __future__ import annotations
 import csv
 import hashlib
 import math
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -394,7 +394,7 @@ def _read_wide_csv(path: Path, result: ImportResult, costing: _Costing | None) -
         result.notes.append(note)
     if costing is None:
         result.notes.append("no costs in this file: cost_usd is null (pass a price file to "
-                            "estimate them)")
+                            "estimate them, or --cost MODEL=$ per request)")
 
 
 def _read_routerbench(path: Path, result: ImportResult, costing: _Costing | None) -> None:
@@ -569,15 +569,36 @@ _READERS: dict[str, Callable[[Path, ImportResult, _Costing | None], None]] = {
 }
 
 
+def _apply_given_costs(result: ImportResult, costs: Mapping[str, float]) -> None:
+    """``--cost MODEL=$``: a flat $ per request for a model, on every outcome of that model
+    the file (or a price file) left without a cost. Never derived from anything else."""
+    unknown = [m for m in costs if m not in result.models]
+    if unknown:
+        raise ImportFileError(f"{result.path}: --cost names model(s) not in the file: "
+                              f"{', '.join(unknown)} (models: {', '.join(result.models)})")
+    filled: dict[str, int] = {}
+    for o in result.outcomes:
+        if o.cost_usd is None and o.model in costs:
+            o.cost_usd = float(costs[o.model])
+            o.extra["cost_given"] = "per request (--cost)"
+            filled[o.model] = filled.get(o.model, 0) + 1
+    if filled:
+        result.notes.append("costs given per request (--cost): " + ", ".join(
+            f"{m} ${costs[m]:g} on {_count(n, 'outcome')}" for m, n in filled.items()))
+
+
 def import_file(path: str | Path, fmt: str = "auto", prices: str | Path | None = None,
-                output_tokens: int = 256, chars_per_token: float = 4.0) -> ImportResult:
+                output_tokens: int = 256, chars_per_token: float = 4.0,
+                costs: Mapping[str, float] | None = None) -> ImportResult:
     """Read ``path`` as ``fmt`` (one of :data:`FORMATS`) and return its outcomes and skips.
 
     ``prices`` (JSON/YAML, see :func:`load_prices`) lets files without costs (LLMRouter, wide
     CSV) get *estimated* costs: ``ceil(len(prompt) / chars_per_token)`` input tokens plus
     ``output_tokens`` assumed output tokens, at the file's $/Mtok rates; the assumption is
-    stated in ``notes`` and on each outcome (``extra["estimated"]``). Raises
-    :class:`ImportFileError` when the file as a whole can't be read as that format.
+    stated in ``notes`` and on each outcome (``extra["estimated"]``). ``costs`` gives a flat
+    $ per request by model for outcomes still without a cost. Nothing else sets a cost: a file
+    without prices yields null costs (replay then works on the share of strong-model calls).
+    Raises :class:`ImportFileError` when the file as a whole can't be read as that format.
     """
     p = Path(path)
     if fmt not in FORMATS:
@@ -599,4 +620,6 @@ def import_file(path: str | Path, fmt: str = "auto", prices: str | Path | None =
     _READERS[fmt](p, result, costing)
     if costing is not None:
         result.notes += costing.notes()
+    if costs:
+        _apply_given_costs(result, costs)
     return result
