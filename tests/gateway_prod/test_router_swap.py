@@ -239,3 +239,35 @@ def test_router_api_needs_the_admin_key_when_one_is_set(start_gateway, artifacts
     r = _swap(gw, artifacts["b"], headers={"Authorization": "Bearer sk-admin-1"})
     assert r.status_code == 200 and r.json()["training_hash"] == artifact.read_header(
         artifacts["b"])["training_hash"]
+
+
+def test_the_request_log_keeps_the_decision_as_made(start_gateway, artifacts):
+    """The log row of a routed request holds the decision itself — chosen model, knob, every
+    candidate's predicted quality and cost — equal to the response's headers, so the
+    dashboard explains a request by what happened, not by what the router would say now."""
+    import orjson
+
+    from rankgate.store.request_queries import find_request
+    from rankgate.store.tables import make_engine
+
+    gw = start_gateway(panel=PANEL, name="decision-log",
+                       extra_args=["--router", str(artifacts["a"])])
+    raw = _client(gw).chat.completions.with_raw_response.create(
+        model="auto", messages=[{"role": "user", "content": PROMPT}], max_tokens=4,
+        extra_body={"rankgate": {"min_quality": 0.6}})
+    raw.parse()
+    gw.settle()
+    engine = make_engine(f"sqlite:///{gw.home / 'rankgate.db'}")
+    try:
+        req = find_request(engine, raw.headers["x-request-id"])
+    finally:
+        engine.dispose()
+    assert req is not None and req.decision is not None
+    d = orjson.loads(req.decision)
+    assert d["chosen"] == raw.headers["x-rankgate-model"] == req.model
+    assert d["knob"] == {"min_quality": 0.6} and d["router"] == req.router
+    header = dict(c.split("=") for c in raw.headers["x-rankgate-candidates"].split(","))
+    assert set(header) == set(d["predicted_quality"]) == {SMALL, BIG}
+    for m, v in header.items():
+        q, _cost = v.split("/")
+        assert abs(d["predicted_quality"][m] - float(q)) < 1e-3

@@ -42,10 +42,18 @@ request_log = Table(
     Column("overhead_ms", Float),
     Column("router", String(64)),  # set when model was "auto"
     Column("prompt", Text),  # the request as router text (truncated), for feedback outcomes
+    # JSON of the routing decision when model was "auto": chosen model, the knob, and each
+    # candidate's predicted quality (and lower bound) and estimated cost, as decided
+    Column("decision", Text),
     Column("cache", String(16)),  # "exact" / "semantic" when answered from the cache
     Column("fallback_from", String(200)),  # the model asked for, when another one answered
     Column("attempts", Integer),  # backend calls made, retries and fallbacks included
     Index("ix_request_log_key_ts", "key_id", "ts"),  # a key's spend this period
+    # the dashboard (gateway/ui): spend and routed mix over a time range read this index
+    # alone, never the table; the request search filters by model or status, newest first
+    Index("ix_request_log_ts_cover", "ts", "cost_usd", "router", "model", "status", "cache"),
+    Index("ix_request_log_model_ts", "model", "ts"),
+    Index("ix_request_log_status_ts", "status", "ts"),
 )
 
 #: Outcomes in the store (user feedback today; shadow and judge answers next): every field of
