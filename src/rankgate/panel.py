@@ -20,7 +20,7 @@ if TYPE_CHECKING:
     from rankgate.backends.base import Capabilities
 
 #: capabilities a panel entry may turn off (a server whose model takes no images, say)
-CAPABILITY_FLAGS = ("streaming", "logprobs", "tools", "images", "audio", "files")
+CAPABILITY_FLAGS = ("streaming", "logprobs", "tools", "images", "audio", "files", "embeddings")
 
 
 class PanelError(ValueError):

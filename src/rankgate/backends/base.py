@@ -65,6 +65,8 @@ class Capabilities:
     images: bool = False  # image content parts
     audio: bool = False  # input_audio content parts
     files: bool = False  # file content parts
+    #: serves ``/v1/embeddings`` (the backend then has ``async embed(payload) -> Result``)
+    embeddings: bool = False
     #: requests it serves at once; None = as many as it is sent (an HTTP server queues them)
     max_concurrency: int | None = None
     #: priced by measured compute seconds x the machine's $/hour, not by tokens
@@ -129,6 +131,14 @@ class BackendError(Exception):
 
 class BackendUnreachable(BackendError):
     code = "upstream_unreachable"
+
+
+class BackendNotInstalled(BackendError):
+    """The package that runs this backend is not installed (a base install without the
+    ``local`` extra asked for a llama.cpp model); the message names the extra."""
+
+    status = 503
+    code = "backend_not_installed"
 
 
 class BackendTimeout(BackendError):

@@ -28,6 +28,7 @@ import numpy as np
 
 from rankgate.backends.base import (
     BackendError,
+    BackendNotInstalled,
     BackendStatus,
     BadRequest,
     Capabilities,
@@ -46,6 +47,7 @@ from rankgate.backends.llamacpp_tools import (
     wants_tools,
 )
 from rankgate.backends.resources import Resources
+from rankgate.extras import MissingExtra, installed, require
 from rankgate.local_models import BUNDLED, model_path, status
 from rankgate.messages import plain_messages
 from rankgate.panel import ModelSpec
@@ -111,9 +113,10 @@ class _Tap:
 def _tapped_llama_class() -> type:
     """A ``Llama`` that reports every sampled token (and its logits) to ``self.tap``.
 
-    Built lazily so importing rankgate never imports llama_cpp.
+    Built lazily so importing rankgate never imports llama_cpp (a base install has none:
+    it comes with the ``local`` extra).
     """
-    import llama_cpp
+    llama_cpp = require("llama_cpp")
 
     class TappedLlama(llama_cpp.Llama):  # type: ignore[misc]
         tap: _Tap | None = None
@@ -204,12 +207,16 @@ class LocalWeights:
         self.lock = asyncio.Lock()
         # read from the file's chat template, before loading (routing needs it up front)
         self.calls_tools = template_calls_tools(path) if path.is_file() else False
+        self.runnable = installed("llama_cpp")  # False on a base install (no [local] extra)
 
     def _load(self, model_id: str) -> Any:
+        try:  # first: without llama-cpp-python, weights would not help
+            cls = _tapped_llama_class()
+        except MissingExtra as e:
+            raise BackendNotInstalled(f"{model_id}: {e}") from None
         if not self.path.is_file():
             raise BackendError(f"model file for {model_id!r} is missing: {self.path}; "
                                "run: rankgate panel prepare")
-        cls = _tapped_llama_class()
         return cls(
             model_path=str(self.path),
             n_ctx=self.n_ctx,
@@ -301,6 +308,10 @@ class LlamaCppBackend:
         """Ready when the weights file exists (a stat, cheap enough for ``/healthz``); when it
         does not, a bundled model says which command fixes it. ``thorough`` also checks a
         bundled file's size and GGUF magic (``rankgate panel list``)."""
+        if not self.weights.runnable:
+            f = self.model_path
+            return BackendStatus(False, False, str(f), f.stat().st_size if f.is_file() else None,
+                                 str(MissingExtra("llama_cpp")))
         if thorough and self.spec.bundled:
             st = status(BUNDLED[self.spec.bundled], self.home)
             return BackendStatus(st.ready, self.loaded, str(st.path), st.size, st.problem)

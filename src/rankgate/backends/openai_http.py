@@ -164,7 +164,7 @@ def build(spec: ModelSpec, res: Resources) -> OpenAIHTTPBackend:
 #: What an OpenAI-compatible server may do: the upstream itself answers 400 to what its model
 #: cannot take, and that 400 is passed on. A panel entry narrows this with ``capabilities``.
 HTTP_CAPABILITIES = Capabilities(streaming=True, logprobs=True, tools=True, images=True,
-                                 audio=True, files=True, max_concurrency=None)
+                                 audio=True, files=True, embeddings=True, max_concurrency=None)
 
 
 class OpenAIHTTPBackend:
@@ -185,6 +185,7 @@ class OpenAIHTTPBackend:
         self.pool: UpstreamPool = UpstreamPool(max_connections=100) if self._owns_pool else pool
         self.base_url = spec.base_url.rstrip("/")
         self._urls = {kind: URL(self.base_url + path) for kind, path in _PATHS.items()}
+        self._embeddings_url = URL(self.base_url + "/embeddings")
         read_s = spec.timeout_s or timeout_s
         # connect covers waiting for a free pooled connection too (httpx's pool timeout)
         self.timeout = aiohttp.ClientTimeout(total=None, connect=read_s + CONNECT_TIMEOUT_S,
@@ -257,6 +258,32 @@ class OpenAIHTTPBackend:
         if "error" in body and not body["choices"]:
             raise BackendError(f"upstream {self.spec.id} sent an error in a 200: {body['error']}")
         return Result(body, _usage(body), time.perf_counter() - t0)
+
+    async def embed(self, payload: dict[str, Any]) -> Result:
+        """``/embeddings`` at the upstream: the client's body under the upstream's model
+        name, the upstream's answer as it is; errors map as for completions (an upstream
+        without the endpoint answers 404, passed on as a 400 naming it)."""
+        t0 = time.perf_counter()
+        data = orjson.dumps({**payload, "model": self.spec.name_upstream})
+        try:
+            async with self.pool.session().post(
+                    self._embeddings_url, data=data, headers=self._headers,
+                    timeout=self.timeout, proxy=self._proxy, proxy_auth=self._proxy_auth,
+                    allow_redirects=False) as resp:
+                raw = await resp.read()
+        except TimeoutError as e:
+            raise self._timeout(e) from None
+        except aiohttp.ClientError as e:
+            raise self._unreachable(e) from None
+        self._raise_for(resp, raw)
+        try:
+            body = orjson.loads(raw)
+        except orjson.JSONDecodeError:
+            raise BackendError(f"upstream {self.spec.id} sent a body that is not JSON") from None
+        if not isinstance(body, dict) or not isinstance(body.get("data"), list):
+            raise BackendError(f"upstream {self.spec.id} sent an embeddings answer without "
+                               "'data'")
+        return Result(body, Usage(_usage(body).input_tokens, 0), time.perf_counter() - t0)
 
     async def stream(self, kind: Kind, payload: dict[str, Any]) -> _HTTPStream:
         t0 = time.perf_counter()

@@ -26,7 +26,7 @@ from typing import Any
 import orjson
 
 from rankgate.backends import Backend
-from rankgate.backends.base import BackendError, BadRequest, Result
+from rankgate.backends.base import BackendError, BackendNotInstalled, BadRequest, Result
 from rankgate.eval import scorers
 from rankgate.eval.scorers.base import Item, Score
 from rankgate.outcomes import Outcome, OutcomeWriter, iter_jsonl
@@ -130,6 +130,8 @@ def _logprob_mean(body: dict[str, Any]) -> float | None:
 
 
 def _retryable(e: BackendError) -> bool:
+    if isinstance(e, BackendNotInstalled):  # a missing package does not appear by waiting
+        return False
     return not isinstance(e, BadRequest) or e.status == 429
 
 

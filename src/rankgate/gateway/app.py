@@ -13,6 +13,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
+import anyio
 from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -25,11 +26,14 @@ from rankgate.gateway.auth import Auth, KeyStore
 from rankgate.gateway.auto_route import RoutingTable
 from rankgate.gateway.bandit_sync import BanditSync
 from rankgate.gateway.cache import ResponseCache
+from rankgate.gateway.drift_watch import DriftWatch
+from rankgate.gateway.embeddings import EmbeddingsRequest
 from rankgate.gateway.errors import APIError, error_response
 from rankgate.gateway.exchange_log import ExchangeLog
 from rankgate.gateway.limits import MemoryLimiter, RedisLimiter
 from rankgate.gateway.metrics import Metrics
 from rankgate.gateway.openai_api import build_router
+from rankgate.gateway.redaction import Redactor
 from rankgate.gateway.resilience import Resilience
 from rankgate.gateway.schemas import ChatCompletionRequest, CompletionRequest
 from rankgate.gateway.shadow import Shadow, shadow_models
@@ -116,6 +120,9 @@ def create_app(settings: Settings | None = None, panel: Panel | None = None,
     use (slower start, no cold first request)."""
     settings = settings or Settings()
     panel = panel or default_panel()
+    from rankgate.extras import check_urls
+
+    check_urls(settings.store_url, settings.redis_url)  # a missing extra fails here, not later
     routing = load_routing(list(routers or []), panel, settings)
     # one upstream connection pool; its aiohttp session starts inside the server's loop
     runtime = open_panel(panel, settings, max_connections=1000)
@@ -123,7 +130,8 @@ def create_app(settings: Settings | None = None, panel: Panel | None = None,
     request_log = RequestLog(settings.resolved_store_url(), settings.log_queue_size,
                              journal_dir=settings.home / "journal",
                              batch_wait_s=settings.log_batch_wait_s,
-                             durable=settings.durable_journal)
+                             durable=settings.durable_journal,
+                             scrub=Redactor(settings.redact_patterns).text)
     state = GatewayState(
         settings=settings,
         panel=panel,
@@ -134,7 +142,8 @@ def create_app(settings: Settings | None = None, panel: Panel | None = None,
         limiter=_limiter(settings, request_log),
         cache=_cache(settings, routing),
         resilience=Resilience(
-            backends, retries=settings.retries, failure_threshold=settings.breaker_failures,
+            backends, retries=settings.retries, retry_after_max_s=settings.retry_after_max_s,
+            failure_threshold=settings.breaker_failures,
             cooldown_s=settings.breaker_cooldown_s, default_timeout_s=settings.upstream_timeout_s),
         metrics=Metrics(),
         exchanges=ExchangeLog(request_log.engine, settings),
@@ -145,6 +154,13 @@ def create_app(settings: Settings | None = None, panel: Panel | None = None,
                               state.metrics)
         state.shadow.exchanges = state.exchanges
         state.exchanges.shadow = state.shadow
+    from rankgate.gateway.tracing import build_tracer
+
+    state.tracer = build_tracer(settings.otel_endpoint)  # None (off) unless configured
+    if state.tracer is not None:
+        from rankgate.gateway.tracing import instrument
+
+        instrument(state, state.tracer)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -152,6 +168,8 @@ def create_app(settings: Settings | None = None, panel: Panel | None = None,
         state.exchanges.start()
         if state.shadow is not None:
             state.shadow.start()
+        state.drift = DriftWatch(state)
+        state.drift.start()
         if preload:
             await runtime.load()
         from rankgate.gateway.router_swap import on_sighup
@@ -161,6 +179,7 @@ def create_app(settings: Settings | None = None, panel: Panel | None = None,
             yield
         finally:
             stop_sighup()
+            await state.drift.close()
             if state.shadow is not None:
                 await state.shadow.close()
             await state.exchanges.close()
@@ -172,13 +191,22 @@ def create_app(settings: Settings | None = None, panel: Panel | None = None,
                 await state.bandit_sync.aclose()
             await runtime.aclose()
             routing.shutdown()
+            if state.tracer is not None:  # flush the spans still queued
+                await anyio.to_thread.run_sync(state.tracer.shutdown)
 
     app = FastAPI(title="rankgate", version="0.1.0", lifespan=lifespan,
                   description="OpenAI-compatible gateway in front of a ranked panel of LLMs.")
     app.state.rankgate = state
     app.include_router(build_router())
     app.include_router(build_admin_router())
+    from rankgate.gateway.ui import mount_ui
+
+    mount_ui(app, state)  # the dashboard at /ui (gateway/ui/)
     app.add_middleware(BodyLimit, limit=settings.max_body_bytes)
+    if state.tracer is not None:
+        from rankgate.gateway.tracing import TraceRequests
+
+        app.add_middleware(TraceRequests, tracer=state.tracer)
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(_: Request, exc: StarletteHTTPException) -> Response:
@@ -191,7 +219,7 @@ def create_app(settings: Settings | None = None, panel: Panel | None = None,
             spec = get_openapi(title=app.title, version=app.version, routes=app.routes,
                                description=app.description)
             schemas = spec.setdefault("components", {}).setdefault("schemas", {})
-            for model in (ChatCompletionRequest, CompletionRequest):
+            for model in (ChatCompletionRequest, CompletionRequest, EmbeddingsRequest):
                 js = model.model_json_schema(ref_template="#/components/schemas/{model}")
                 schemas.update(js.pop("$defs", {}))
                 schemas[model.__name__] = js

@@ -33,7 +33,7 @@ from rankgate.gateway.validation import validate_body
 from rankgate.messages import Needs, needs, prompt_text
 from rankgate.panel import ModelSpec
 from rankgate.pricing import Cost
-from rankgate.routing.base import Decision, Knob, choose
+from rankgate.routing.base import Decision, Knob, choose, choose_guaranteed
 
 log = logging.getLogger("rankgate.gateway")
 
@@ -69,7 +69,7 @@ class RequestRecord:
     decision: Decision | None = None
     prompt: str | None = None
     key: KeyInfo | None = None
-    ticket: Any = None  # what the limiter reserved; settled exactly once in _finish
+    ticket: Any = None  # what the limiter reserved; settled exactly once in finish_request
     cache: str | None = None  # "exact" / "semantic" when the answer came from the cache
     fallback_from: str | None = None  # the model asked for, when another one answered
     attempts: int = 0  # backend calls made (retries and fallbacks included)
@@ -77,6 +77,7 @@ class RequestRecord:
     needs: Needs = field(default_factory=Needs)  # capabilities the answering model needs
     body: dict[str, Any] = field(default_factory=dict)  # the validated request body
     resolved: bool = False  # ``model`` is a panel id (not just what the client sent)
+    endpoint: str | None = None  # logged endpoint when not a completion (/v1/embeddings)
 
     def fail(self, status: int, type_: str, code: str | None, message: str) -> None:
         self.status, self.error_type, self.error_code, self.error = status, type_, code, message
@@ -84,7 +85,7 @@ class RequestRecord:
     def row(self) -> dict[str, Any]:
         u = self.usage or Usage()
         return {
-            "id": self.id, "ts": self.ts, "endpoint": _ENDPOINTS[self.kind],
+            "id": self.id, "ts": self.ts, "endpoint": self.endpoint or _ENDPOINTS[self.kind],
             "key_id": self.key.id if self.key else None,
             "model": self.model, "stream": self.stream, "status": self.status,
             "error_type": self.error_type, "error_code": self.error_code,
@@ -98,7 +99,19 @@ class RequestRecord:
             "router": self.decision.router if self.decision else None,
             "prompt": self.prompt[:PROMPT_LOG_CHARS] if self.prompt is not None else None,
             "cache": self.cache, "fallback_from": self.fallback_from, "attempts": self.attempts,
+            "decision": self._decision_json() if self.decision is not None else None,
         }
+
+    def _decision_json(self) -> str:
+        """The routing decision as made, for the log (the dashboard's explanation)."""
+        d = self.decision
+        assert d is not None
+        knob = self.body.get("rankgate") if isinstance(self.body.get("rankgate"), dict) else {}
+        return orjson.dumps({
+            "router": d.router, "chosen": d.model, "knob": knob,
+            "predicted_quality": d.predicted_quality, "estimated_cost": d.estimated_cost,
+            "quality_bound": d.quality_bound, "guarantee": d.guarantee,
+        }, option=orjson.OPT_SERIALIZE_NUMPY).decode()
 
 
 async def _parse(state: GatewayState, request: Request, call: RequestRecord
@@ -118,6 +131,7 @@ async def _parse(state: GatewayState, request: Request, call: RequestRecord
     if state.auth is not None:
         state.auth.authorize(call.key, _clip(body["model"]))
     if is_auto(body["model"]):
+        t_route = time.time_ns() if state.tracer is not None else 0
         knob_body = body
         if call.key is not None and call.key.routing and body.get("rankgate") is None:
             knob_body = {**body, "rankgate": dict(call.key.routing)}  # the key's default knob
@@ -125,6 +139,8 @@ async def _parse(state: GatewayState, request: Request, call: RequestRecord
                                     state.bandit_sync)
         call.decision = _among_able(state, call, body, call.decision, parse_knob(knob_body))
         call.model = call.decision.model
+        if state.tracer is not None:  # off, these two tests are all tracing costs a request
+            state.tracer.routed(call.id, call.decision, t_route)
     spec = state.panel.get(call.decision.model if call.decision else body["model"])
     if spec is None:
         raise APIError(
@@ -193,15 +209,25 @@ def _among_able(state: GatewayState, call: RequestRecord, body: dict[str, Any], 
     for m in allowed:
         spec = state.panel.get(m)
         err = _unable(state, call, body, spec) if spec is not None else None
+        if err is None and spec is not None:
+            # weights known to be missing (a stat, no I/O to the model): routing there would
+            # only burn retries before falling back; /healthz says why it is not ready
+            st = state.backends[spec.id].status()
+            if st.ready is False:
+                err = APIError(503, f"The model '{m}' is not ready: {st.note or 'not ready'}",
+                               param="model", type="server_error", code="model_not_ready")
         if err is None:
             able.append(m)
         else:
             reasons[m] = err
     if not able:
         first = next(iter(reasons.values()))
+        why = "; ".join(e.message.split(". ")[0] for e in reasons.values())
+        if all(e.code == "model_not_ready" for e in reasons.values()):  # the server's fault
+            raise APIError(503, f"None of the models this router chooses from is ready: {why}.",
+                           param="model", type="server_error", code="model_not_ready")
         raise APIError(400, f"None of the models this router chooses from can take this "
-                       f"request: {'; '.join(e.message.split('. ')[0] for e in reasons.values())}.",
-                       param=first.param, code=first.code)
+                       f"request: {why}.", param=first.param, code=first.code)
     return restrict(d, able, knob)
 
 
@@ -212,6 +238,14 @@ def restrict(d: Decision, allowed: list[str], knob: Knob) -> Decision:
     pred = np.array([[d.predicted_quality[m] for m in allowed]])
     costs = np.array([np.nan if d.estimated_cost.get(m) is None else d.estimated_cost[m]
                       for m in allowed], dtype=float)
+    if d.quality_bound is not None and knob.min_quality is not None:  # a guarantee: re-judged
+        lower = np.array([[d.quality_bound[m] for m in allowed]])
+        j, met = choose_guaranteed(lower, pred, costs, knob.min_quality)
+        status = d.guarantee if bool(met[0]) else (
+            f"unmet {knob.min_quality:g}@{knob.confidence:g}: no model able to take this "
+            "request has a lower bound reaching the target; best able model used")
+        return Decision(allowed[int(j[0])], d.router, d.predicted_quality, d.estimated_cost,
+                        d.quality_bound, status)
     return Decision(allowed[int(choose(pred, costs, knob)[0])], d.router, d.predicted_quality,
                     d.estimated_cost)
 
@@ -280,6 +314,9 @@ def _headers(call: RequestRecord, cost: str, overhead_ms: float) -> dict[str, st
     if d is not None:
         h["x-rankgate-predicted-quality"] = f"{d.predicted_quality[d.model]:.4f}"
         h["x-rankgate-candidates"] = d.candidates_header()
+        if d.quality_bound is not None:  # a guarantee was asked: the bound it was judged on
+            h["x-rankgate-quality-bound"] = f"{d.quality_bound[d.model]:.4f}"
+            h["x-rankgate-guarantee"] = d.guarantee or "unknown"
     if call.cost is not None and call.cost.usd is None:
         h["x-rankgate-cost-note"] = call.cost.basis
     if call.fallback_from is not None:
@@ -289,14 +326,20 @@ def _headers(call: RequestRecord, cost: str, overhead_ms: float) -> dict[str, st
     return h
 
 
+def refuse_when_overloaded(state: GatewayState) -> None:
+    """A 503 with Retry-After while the request log is full: a request that could not be
+    logged is refused before any work, never answered unlogged."""
+    if state.request_log.full:
+        state.metrics.count_backpressure()
+        raise APIError(503, "The gateway is overloaded (its request log is behind); retry "
+                       "shortly.", type="server_error", code="overloaded",
+                       headers={"retry-after": "1"})
+
+
 async def handle(state: GatewayState, request: Request, kind: Kind) -> Response:
     call = RequestRecord(kind, uuid.uuid4().hex, time.perf_counter(), time.time())
     try:
-        if state.request_log.full:
-            state.metrics.count_backpressure()
-            raise APIError(503, "The gateway is overloaded (its request log is behind); retry "
-                           "shortly.", type="server_error", code="overloaded",
-                           headers={"retry-after": "1"})
+        refuse_when_overloaded(state)
         if state.auth is not None:
             call.key = await state.auth.authenticate(request.headers.get("authorization"),
                                                      request.headers.get("x-api-key"))
@@ -355,7 +398,7 @@ async def handle(state: GatewayState, request: Request, kind: Kind) -> Response:
                               _headers(call, "unknown", _elapsed_ms(call)))
     finally:
         if not call.stream or call.status != 200:
-            await _finish(state, call)
+            await finish_request(state, call)
 
 
 def _plain_text(payload: dict[str, Any]) -> bool:
@@ -430,7 +473,7 @@ def _note_attempts(call: RequestRecord, asked: ModelSpec, used: ModelSpec,
         call.fallback_from = asked.id
 
 
-async def _finish(state: GatewayState, call: RequestRecord) -> None:
+async def finish_request(state: GatewayState, call: RequestRecord) -> None:
     """Exactly once per request: log the row, settle the reservation, count the metrics.
     Never raises: the response is already decided."""
     call.finished = True
@@ -565,4 +608,4 @@ async def _finish_stream(state: GatewayState, call: RequestRecord, bstream: Back
     call.overhead_ms = pre_backend_ms
     if call.usage is None:
         call.usage = bstream.stats.usage
-    await _finish(state, call)
+    await finish_request(state, call)

@@ -8,6 +8,7 @@ from fastapi import APIRouter, Request
 from starlette.responses import Response
 
 from rankgate.gateway.completions import handle
+from rankgate.gateway.embeddings import EmbeddingsRequest, handle_embeddings
 from rankgate.gateway.errors import APIError, error_response
 from rankgate.gateway.feedback import handle_feedback
 from rankgate.gateway.schemas import ChatCompletionRequest, CompletionRequest
@@ -30,6 +31,11 @@ def build_router() -> APIRouter:
     @router.post("/v1/completions", openapi_extra=_body_schema(CompletionRequest))
     async def completions(request: Request) -> Response:
         return await handle(_state(request), request, "text")
+
+    @router.post("/v1/embeddings", openapi_extra=_body_schema(EmbeddingsRequest))
+    async def embeddings(request: Request) -> Response:
+        """Passed through to a panel model whose backend serves embeddings."""
+        return await handle_embeddings(_state(request), request)
 
     @router.post("/v1/feedback")
     async def feedback(request: Request) -> Response:

@@ -28,6 +28,9 @@ def open_store(spec: str) -> Engine:
     """An engine on the existing store ``spec`` (URL or SQLite file path), schema up to date.
     ``StoreError`` for an unparsable URL or a SQLite file that does not exist."""
     url = store_url(spec)
+    from rankgate.extras import check_urls
+
+    check_urls(url, None)  # a PostgreSQL URL without psycopg names the extra to install
     try:
         parsed = make_url(normalise_url(url))
     except ArgumentError:

@@ -7,6 +7,8 @@ chaos drills (it fails exactly as asked). It is never used in place of a model u
 Model names: ``error-500``, ``error-503``, ``rate-limit-429``, ``bad-request-400``, ``slow-<ms>``,
 ``hang``, ``err-in-stream``, ``truncated-stream``, ``bad-json``, ``error-in-200``; any other name
 answers normally ("Hello from the fault upstream."), streamed word by word when asked.
+``/v1/embeddings`` answers deterministic unit vectors (a hash of each input; ``error-<status>``
+fails), so embeddings pass-through is tested the same way.
 
 Run: ``python -m rankgate.testing.fault_upstream --port 9100``. A raw ASGI app (no framework)
 so that the upstream is never the bottleneck of a benchmark.
@@ -103,6 +105,43 @@ async def _stream(send: Send, kind: str, model: str, req: dict[str, Any]) -> Non
     await send({"type": "http.response.body", "body": tail + b"data: [DONE]\n\n"})
 
 
+async def _embeddings(send: Send, raw: bytes) -> None:
+    """Deterministic 8-dimensional unit vectors (``dimensions`` changes the size), one per
+    input, from a hash of the input; ``error-<status>`` models fail as for completions."""
+    import base64
+    import hashlib
+    import struct
+
+    try:
+        req = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        await _respond(send, 400, _error(400, "body is not JSON", "invalid_request_error"))
+        return
+    model = str(req.get("model", ""))
+    if model.startswith("error-") and model[6:].isdigit():
+        await _respond(send, int(model[6:]), _error(int(model[6:]), f"injected {model}"))
+        return
+    inputs = req.get("input")
+    items = inputs if isinstance(inputs, list) and not all(isinstance(t, int) for t in inputs) \
+        else [inputs]
+    dims = int(req.get("dimensions") or 8)
+    data, tokens = [], 0
+    for i, item in enumerate(items):
+        text = item if isinstance(item, str) else " ".join(map(str, item))
+        tokens += len(text.split())
+        seed = hashlib.sha256(text.encode()).digest()
+        raw_v = [(seed[j % 32] + j) % 251 - 125.0 for j in range(dims)]
+        norm = sum(x * x for x in raw_v) ** 0.5 or 1.0
+        vec = [x / norm for x in raw_v]
+        emb: object = vec
+        if req.get("encoding_format") == "base64":
+            emb = base64.b64encode(struct.pack(f"<{dims}f", *vec)).decode()
+        data.append({"object": "embedding", "index": i, "embedding": emb})
+    await _respond(send, 200, orjson.dumps({
+        "object": "list", "data": data, "model": model,
+        "usage": {"prompt_tokens": tokens, "total_tokens": tokens}}))
+
+
 async def app(scope: Scope, receive: Receive, send: Send) -> None:
     if scope["type"] == "lifespan":
         while True:
@@ -116,6 +155,9 @@ async def app(scope: Scope, receive: Receive, send: Send) -> None:
     if scope["method"] == "GET" and path.endswith("/models"):
         await _respond(send, 200, orjson.dumps({"object": "list", "data": [
             {"id": "fast", "object": "model", "created": 0, "owned_by": "fault-upstream"}]}))
+        return
+    if scope["method"] == "POST" and path.endswith("/embeddings"):
+        await _embeddings(send, await _read_body(receive))
         return
     if scope["method"] != "POST" or not path.endswith("completions"):
         await _respond(send, 404, _error(404, f"no route {path}", "invalid_request_error"))
