@@ -239,10 +239,12 @@ class OpenAIHTTPBackend:
             f"upstream {self.spec.id} at {self.base_url} is unreachable: "
             f"{type(e).__name__}: {e}")
 
-    async def complete(self, kind: Kind, payload: dict[str, Any]) -> Result:
-        t0 = time.perf_counter()
+    async def _json_answer(self, request: Any) -> Any:
+        """The JSON body of a non-streamed upstream call (``request``: an aiohttp request
+        context), with every failure mapped to a ``BackendError``: timeout, unreachable,
+        an HTTP error status, a body that is not JSON."""
         try:
-            async with self._post(kind, payload, stream=False) as resp:
+            async with request as resp:
                 raw = await resp.read()
         except TimeoutError as e:  # aiohttp's timeouts are TimeoutErrors; check them first
             raise self._timeout(e) from None
@@ -250,9 +252,13 @@ class OpenAIHTTPBackend:
             raise self._unreachable(e) from None
         self._raise_for(resp, raw)
         try:
-            body = orjson.loads(raw)
+            return orjson.loads(raw)
         except orjson.JSONDecodeError:
             raise BackendError(f"upstream {self.spec.id} sent a body that is not JSON") from None
+
+    async def complete(self, kind: Kind, payload: dict[str, Any]) -> Result:
+        t0 = time.perf_counter()
+        body = await self._json_answer(self._post(kind, payload, stream=False))
         if not isinstance(body, dict) or not isinstance(body.get("choices"), list):
             raise BackendError(f"upstream {self.spec.id} sent a 200 without 'choices'")
         if "error" in body and not body["choices"]:
@@ -265,21 +271,9 @@ class OpenAIHTTPBackend:
         without the endpoint answers 404, passed on as a 400 naming it)."""
         t0 = time.perf_counter()
         data = orjson.dumps({**payload, "model": self.spec.name_upstream})
-        try:
-            async with self.pool.session().post(
-                    self._embeddings_url, data=data, headers=self._headers,
-                    timeout=self.timeout, proxy=self._proxy, proxy_auth=self._proxy_auth,
-                    allow_redirects=False) as resp:
-                raw = await resp.read()
-        except TimeoutError as e:
-            raise self._timeout(e) from None
-        except aiohttp.ClientError as e:
-            raise self._unreachable(e) from None
-        self._raise_for(resp, raw)
-        try:
-            body = orjson.loads(raw)
-        except orjson.JSONDecodeError:
-            raise BackendError(f"upstream {self.spec.id} sent a body that is not JSON") from None
+        body = await self._json_answer(self.pool.session().post(
+            self._embeddings_url, data=data, headers=self._headers, timeout=self.timeout,
+            proxy=self._proxy, proxy_auth=self._proxy_auth, allow_redirects=False))
         if not isinstance(body, dict) or not isinstance(body.get("data"), list):
             raise BackendError(f"upstream {self.spec.id} sent an embeddings answer without "
                                "'data'")
