@@ -43,6 +43,11 @@ class Settings(BaseSettings):
         description="threads one generation uses (default: all of the budget); with fewer, "
         "several local models generate at once",
     )
+    local_slots: int = Field(
+        default=4, ge=0, le=64,
+        description="requests one local model decodes together (continuous batching; each "
+        "holds a full context window of KV cache); 0 serves one request at a time",
+    )
     log_queue_size: int = Field(default=10_000, ge=1)
     log_batch_wait_s: float = Field(
         default=0.02, ge=0,

@@ -56,9 +56,10 @@ async def test_capabilities_say_what_each_backend_takes(smollm_path: Path):
         ModelSpec(id="remote-text", backend="openai", base_url="http://127.0.0.1:9/v1",
                   capabilities={"images": False, "audio": False}),
     ])
-    async with open_panel(panel, Settings()) as rt:
+    async with open_panel(panel, Settings(local_slots=3)) as rt:
         small, remote, text = (rt.backends[m].capabilities for m in panel.ids)
-        assert (small.images, small.tools, small.max_concurrency) == (False, False, 1)
+        # a local model takes as many requests at once as it has batch slots
+        assert (small.images, small.tools, small.max_concurrency) == (False, False, 3)
         assert small.logprobs and small.compute_priced
         assert remote.images and remote.tools and remote.max_concurrency is None
         assert not text.images and not text.audio and text.tools  # narrowed, not widened

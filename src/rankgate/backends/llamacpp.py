@@ -1,10 +1,14 @@
 """Local GGUF models run in-process by llama-cpp-python.
 
 * One ``Llama`` per model, loaded lazily on first use and kept.
-* A per-model ``asyncio.Lock``: a ``Llama`` is not thread-safe, and requests waiting for it wait
-  in the event loop, not in a thread.
-* A shared ``ThreadBudget``: every generation holds a slot, and slots × threads-per-call never
-  exceeds the machine's cores, so two models never oversubscribe two CPUs.
+* Concurrent requests to one model share its decode steps (``llamacpp_batch.BatchEngine``:
+  ``local_slots`` sequences per model, continuous batching). With ``local_slots = 0`` the
+  model serves one request at a time through llama-cpp-python's own loop, behind a per-model
+  ``asyncio.Lock`` (a ``Llama`` is not thread-safe) — the behaviour before batching, kept
+  for comparison (``bench/panel_speed.py``) and as a fallback.
+* A shared ``ThreadBudget``: every decode step (batched) or generation (serial) holds a CPU
+  slot, and slots × threads-per-call never exceeds the machine's cores, so two models never
+  oversubscribe two CPUs.
 * Token logprobs are read straight from llama.cpp's logits at each sampling step (a ``Llama``
   subclass taps ``sample``), so they are exact without ``logits_all=True``, which would cost
   n_ctx × n_vocab floats of memory and slow prompt evaluation.
@@ -38,6 +42,7 @@ from rankgate.backends.base import (
     StreamStats,
     Usage,
 )
+from rankgate.backends.llamacpp_batch import BatchEngine, EngineLlama
 from rankgate.backends.llamacpp_tools import (
     as_chunks,
     extract_tool_calls,
@@ -71,6 +76,10 @@ class ThreadBudget:
         self.slots = max(1, total_threads // self.threads_per_call)
         self._sem = asyncio.Semaphore(self.slots)
         self.executor = ThreadPoolExecutor(max_workers=self.slots, thread_name_prefix="llama")
+        # the same slots for threads: a batch engine's decode step holds one
+        self.cpu = threading.BoundedSemaphore(self.slots)
+        # threads that only wait for a batch engine's tokens (cheap; one per request in flight)
+        self.waiters = ThreadPoolExecutor(max_workers=256, thread_name_prefix="llama-wait")
         self.calls = 0
 
     @contextlib.asynccontextmanager
@@ -80,6 +89,7 @@ class ThreadBudget:
 
     def shutdown(self) -> None:
         self.executor.shutdown(wait=False, cancel_futures=True)
+        self.waiters.shutdown(wait=False, cancel_futures=True)
 
 
 @dataclass
@@ -199,12 +209,14 @@ class LocalWeights:
     """One GGUF file loaded once, however many panel entries use it (variants of a model
     share its weights), with the lock that serialises generations on it."""
 
-    def __init__(self, path: Path, n_ctx: int, budget: ThreadBudget) -> None:
+    def __init__(self, path: Path, n_ctx: int, budget: ThreadBudget, slots: int = 0) -> None:
         self.path = path
         self.n_ctx = n_ctx
         self.budget = budget
+        self.slots = slots  # sequences decoded together; 0: one request at a time (serial)
         self.llama: Any = None
-        self.lock = asyncio.Lock()
+        self.engine: BatchEngine | None = None
+        self.lock = asyncio.Lock()  # loading (batched) / loading and every generation (serial)
         # read from the file's chat template, before loading (routing needs it up front)
         self.calls_tools = template_calls_tools(path) if path.is_file() else False
         self.runnable = installed("llama_cpp")  # False on a base install (no [local] extra)
@@ -217,13 +229,23 @@ class LocalWeights:
         if not self.path.is_file():
             raise BackendError(f"model file for {model_id!r} is missing: {self.path}; "
                                "run: rankgate panel prepare")
-        return cls(
+        threads = self.budget.threads_per_call
+        llama = cls(
             model_path=str(self.path),
-            n_ctx=self.n_ctx,
-            n_threads=self.budget.threads_per_call,
-            n_threads_batch=self.budget.threads_per_call,
+            # batched: the engine has its own context; this one only serves the tokenizer
+            n_ctx=self.n_ctx if not self.slots else min(self.n_ctx, 512),
+            n_threads=threads,
+            n_threads_batch=threads,
             verbose=False,
         )
+        if self.slots:
+            try:
+                self.engine = BatchEngine(llama, self.n_ctx, self.slots, threads,
+                                          self.budget.cpu)
+            except BaseException:
+                llama.close()
+                raise
+        return llama
 
     async def loaded(self, model_id: str) -> Any:
         """The model, loading it on first use (caller holds ``self.lock``)."""
@@ -232,8 +254,18 @@ class LocalWeights:
             self.llama = await loop.run_in_executor(self.budget.executor, self._load, model_id)
         return self.llama
 
+    async def ready(self, model_id: str) -> Any:
+        """The model, loading it (under the lock) if nobody has yet."""
+        if self.llama is None:
+            async with self.lock:
+                return await self.loaded(model_id)
+        return self.llama
+
     async def close(self) -> None:
         async with self.lock:
+            if self.engine is not None:
+                await asyncio.get_running_loop().run_in_executor(None, self.engine.close)
+                self.engine = None
             if self.llama is not None:
                 with contextlib.suppress(Exception):
                     self.llama.close()
@@ -262,7 +294,8 @@ def build(spec: ModelSpec, res: Resources) -> LlamaCppBackend:
     key = (str(path.resolve()), n_ctx)
     weights = res.weights.get(key)
     if weights is None:
-        weights = res.weights[key] = LocalWeights(path, n_ctx, res.budget)
+        weights = res.weights[key] = LocalWeights(path, n_ctx, res.budget,
+                                                  res.settings.local_slots)
     return LlamaCppBackend(spec, weights, res.settings.home)
 
 
@@ -273,7 +306,8 @@ class LlamaCppBackend:
         self.spec = spec
         self.capabilities = spec.narrow(Capabilities(
             streaming=True, logprobs=True, tools=weights.calls_tools, images=False,
-            audio=False, files=False, max_concurrency=1, compute_priced=True))
+            audio=False, files=False, max_concurrency=max(1, weights.slots),
+            compute_priced=True))
         self.home = home  # RANKGATE_HOME: where bundled weights are assembled
         self.weights = weights
         self.budget = weights.budget
@@ -326,10 +360,12 @@ class LlamaCppBackend:
     # -- running -------------------------------------------------------------------------
     def _call(self, llama: Any, kind: Kind, kw: dict[str, Any], tap: _Tap) -> Any:
         llama.tap = tap
+        serial = not isinstance(llama, EngineLlama) and not kw.get("stream")
         try:
-            if kind == "chat":
-                return llama.create_chat_completion(**kw)
-            return llama.create_completion(**kw)
+            with self.budget.cpu if serial else contextlib.nullcontext():
+                if kind == "chat":
+                    return llama.create_chat_completion(**kw)
+                return llama.create_completion(**kw)
         except ValueError as e:
             raise self._translate(e) from None
         finally:
@@ -361,25 +397,10 @@ class LlamaCppBackend:
         tools = self._native_tools(kind, payload)
         kw = _llama_kwargs(kind, payload, tools)
         tap = _Tap(_wanted_logprobs(kind, payload))
-        loop = asyncio.get_running_loop()
-        async with self._lock, self.budget.slot():
-            llama = await self._loaded()
-            t0 = time.perf_counter()
-            fut = loop.run_in_executor(
-                self.budget.executor, partial(self._call, llama, kind, kw, tap)
-            )
-            try:
-                body = await asyncio.shield(fut)
-            except asyncio.CancelledError:
-                # stop at the next token, and keep the lock until the model is really free
-                tap.cancelled.set()
-                with contextlib.suppress(BaseException):
-                    await fut
-                raise
-            compute_s = time.perf_counter() - t0
-            eog = bool(tap.tokens) and self._is_eog(llama, tap.tokens[-1])
-            if tap.top_logprobs is not None:
-                self._attach_logprobs(llama, kind, body, tap, eog)
+        body, llama, compute_s, t0 = await self._generate(kind, kw, tap)
+        eog = bool(tap.tokens) and self._is_eog(llama, tap.tokens[-1])
+        if tap.top_logprobs is not None:
+            self._attach_logprobs(llama, kind, body, tap, eog)
         if tools:
             extract_tool_calls(body, {t["function"]["name"] for t in payload["tools"]})
         usage = body.get("usage") or {}
@@ -389,6 +410,44 @@ class LlamaCppBackend:
             compute_s=compute_s,
             ttft_s=tap.first_token_at - t0 if tap.first_token_at is not None else None,
         )
+
+    async def _generate(self, kind: Kind, kw: dict[str, Any], tap: _Tap
+                        ) -> tuple[dict[str, Any], Any, float, float]:
+        """One whole answer: (body, the ``Llama`` that made it, compute seconds, start).
+
+        Batched, the request joins the engine's next step and its compute is its share of
+        each step; serial, it waits for the model's lock and a CPU slot and its compute is
+        its wall time on them."""
+        loop = asyncio.get_running_loop()
+        if self.weights.slots:
+            llama = await self.weights.ready(self.spec.id)
+            assert self.weights.engine is not None
+            view = EngineLlama(llama, self.weights.engine, tap)
+            t0 = time.perf_counter()
+            fut = loop.run_in_executor(self.budget.waiters,
+                                       partial(self._call, view, kind, kw, tap))
+            body = await self._finished(fut, tap)
+            return body, view, view.compute_s, t0
+        async with self._lock, self.budget.slot():
+            llama = await self._loaded()
+            t0 = time.perf_counter()
+            fut = loop.run_in_executor(self.budget.executor,
+                                       partial(self._call, llama, kind, kw, tap))
+            body = await self._finished(fut, tap)
+            return body, llama, time.perf_counter() - t0, t0
+
+    async def _finished(self, fut: asyncio.Future[Any], tap: _Tap) -> Any:
+        """``fut``'s result; if the caller is cancelled, the generation stops at its next
+        token and the model is released before the cancellation propagates."""
+        try:
+            return await asyncio.shield(fut)
+        except asyncio.CancelledError:
+            tap.cancelled.set()
+            if self.weights.engine is not None:
+                self.weights.engine.wake()
+            with contextlib.suppress(BaseException):
+                await fut
+            raise
 
     @staticmethod
     def _is_eog(llama: Any, token: int) -> bool:
@@ -487,20 +546,26 @@ class _LlamaStream:
 
     async def start(self) -> None:
         self._counted = True
-        self.backend.budget.calls += 1
+        backend = self.backend
+        backend.budget.calls += 1
         try:
-            await self._stack.enter_async_context(self.backend._lock)
-            await self._stack.enter_async_context(self.backend.budget.slot())
-            llama = await self.backend._loaded()
+            if backend.weights.slots:
+                llama = await backend.weights.ready(backend.spec.id)
+                assert backend.weights.engine is not None
+                llama = EngineLlama(llama, backend.weights.engine, self.tap)
+                executor = backend.budget.waiters
+            else:
+                await self._stack.enter_async_context(backend._lock)
+                await self._stack.enter_async_context(backend.budget.slot())
+                llama = await backend._loaded()
+                executor = backend.budget.executor
         except BaseException:
             await self._stack.aclose()
             self._uncount()
             raise
         loop = asyncio.get_running_loop()
         self._t0 = time.perf_counter()
-        self._worker = loop.run_in_executor(
-            self.backend.budget.executor, self._run, loop, llama
-        )
+        self._worker = loop.run_in_executor(executor, self._run, loop, llama)
         # surface errors that happen before the first token (context overflow...) as HTTP errors
         first = await self._queue.get()
         self._first = first
@@ -510,11 +575,13 @@ class _LlamaStream:
 
     def _run(self, loop: asyncio.AbstractEventLoop, llama: Any) -> None:
         put = partial(loop.call_soon_threadsafe, self._queue.put_nowait)
+        batched = isinstance(llama, EngineLlama)
         try:
-            for chunk in self.backend._call(llama, self.kind, self.kw, self.tap):
-                if self.tap.cancelled.is_set():
-                    break
-                put(chunk)
+            with contextlib.nullcontext() if batched else self.backend.budget.cpu:
+                for chunk in self.backend._call(llama, self.kind, self.kw, self.tap):
+                    if self.tap.cancelled.is_set():
+                        break
+                    put(chunk)
         except ValueError as e:  # raised lazily, on the first iteration
             put(self.backend._translate(e))
         except BaseException as e:  # handed to the consumer, never lost
@@ -523,7 +590,8 @@ class _LlamaStream:
             llama.tap = None
             eog = bool(self.tap.tokens) and self.backend._is_eog(llama, self.tap.tokens[-1])
             self.stats.usage = self.backend._usage(self.tap, eog)
-            self.stats.compute_s = time.perf_counter() - self._t0
+            self.stats.compute_s = llama.compute_s if batched \
+                else time.perf_counter() - self._t0
             put(_DONE)
 
     async def __aiter__(self) -> AsyncIterator[dict[str, Any]]:
@@ -539,6 +607,8 @@ class _LlamaStream:
 
     async def _finish(self) -> None:
         self.tap.cancelled.set()
+        if self.backend.weights.engine is not None:
+            self.backend.weights.engine.wake()
         if self._worker is not None:
             with contextlib.suppress(BaseException):
                 await asyncio.shield(self._worker)

@@ -21,8 +21,8 @@ the next UTC day (a model with no known price reserves nothing; its spend, when 
 one, still counts). A model that cannot take the request (tools, images… it lacks) is
 ``skipped_incapable``. The cap is per gateway process.
 
-Local models share the CPU with live traffic. A shadow call to a backend with
-``capabilities.max_concurrency == 1`` that exposes ``active_calls`` (llama.cpp:
+Local models share the CPU with live traffic. A shadow call to a compute-priced backend (the
+machine's own CPU) that exposes ``active_calls`` (llama.cpp:
 ``ThreadBudget.calls``, every local call waiting for or running on the shared threads) runs
 only when no other local call is waiting or running — one local shadow call at a time — and is
 cancelled (generation stops at the next token) as soon as a live call arrives: ``preempted``,
@@ -263,7 +263,7 @@ class Shadow:
             self.exchanges.submit(item)
 
     async def _call(self, backend: Backend, payload: dict[str, Any]) -> Result:
-        if backend.capabilities.max_concurrency == 1 and hasattr(backend, "active_calls"):
+        if backend.capabilities.compute_priced and hasattr(backend, "active_calls"):
             return await self._call_yielding(backend, payload)
         return await asyncio.wait_for(backend.complete("chat", payload), self.timeout_s)
 
