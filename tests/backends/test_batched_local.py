@@ -242,3 +242,17 @@ async def test_shutdown_fails_requests_in_flight_instead_of_hanging(tmp_path, sm
     for outcome in done:  # finished before the close, or a clear 503 — never a hang
         if isinstance(outcome, BaseException):
             assert isinstance(outcome, BackendError) and outcome.status == 503
+
+
+@pytest.mark.anyio
+async def test_a_long_prompt_is_read_in_chunks_beside_decoding_requests(batched):
+    backend = batched.backends[SMOLLM]
+    long_q = "Summarise this text in one sentence: " + " ".join(
+        f"Sentence {i} says that the river keeps flowing past the old mill." for i in range(90))
+    short = [backend.complete("chat", _chat(q, 48)) for q in PROMPTS[:2]]
+    results = await asyncio.gather(*short, backend.complete("chat", _chat(long_q, 16)))
+    # more than two steps' worth of prompt (512 tokens each, minus the decoding tokens)
+    assert results[-1].usage.input_tokens > 1100
+    assert all(r.usage.output_tokens > 0 for r in results)
+    assert results[-1].ttft_s is not None
+    await _idle(backend.weights.engine)

@@ -65,7 +65,7 @@ async def test_capabilities_say_what_each_backend_takes(smollm_path: Path):
         assert not text.images and not text.audio and text.tools  # narrowed, not widened
         assert rt.backends["small"].context_window == 8192
         assert rt.pricers["small"].basis == "local-compute"
-        assert rt.concurrency("small", 8) == 1 and rt.concurrency("remote", 8) == 8
+        assert rt.concurrency("small", 8) == 3 and rt.concurrency("remote", 8) == 8
 
 
 def test_a_panel_entry_cannot_invent_a_capability():

@@ -156,7 +156,7 @@ class BatchEngine:
         self._mem = llama_cpp.llama_get_memory(self._ctx)
         self._vocab = llama._model.vocab
         self._n_vocab = llama_cpp.llama_vocab_n_tokens(self._vocab)
-        self._batch = llama_cpp.llama_batch_init(PREFILL_CHUNK + slots, 0, 1)
+        self._batch = llama_cpp.llama_batch_init(PREFILL_CHUNK, 0, 1)
         self._kv: list[list[int]] = [[] for _ in range(slots)]  # tokens each slot's cache holds
         self._free = list(range(slots))
         self._active: list[_Seq] = []
@@ -255,7 +255,7 @@ class BatchEngine:
                 add(seq, seq.pending, True)
                 seq.pending = None
                 rows.append((seq, 1, True))
-        budget = PREFILL_CHUNK
+        budget = PREFILL_CHUNK - n  # a step never exceeds the context's n_batch
         for seq in self._active:  # then prompts, in arrival order, within the chunk
             if not seq.prefilling or budget <= 0:
                 continue
