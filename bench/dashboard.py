@@ -209,7 +209,10 @@ async def dashboard(client: httpx.AsyncClient, base: str, paths: list[str], ever
 
 
 async def login(client: httpx.AsyncClient, base: str) -> None:
-    r = await client.post(base + "/ui/login", data={"admin_key": ADMIN, "next": "/ui"})
+    form = (await client.get(base + "/ui/login")).text  # sets the login form's cookie
+    token = form.split('name="csrf_token" value="')[1].split('"')[0]
+    r = await client.post(base + "/ui/login", data={"admin_key": ADMIN, "next": "/ui",
+                                                    "csrf_token": token})
     assert r.status_code == 303, r.text
 
 

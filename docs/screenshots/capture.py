@@ -3,8 +3,9 @@
 Starts ``rankgate serve`` (the embedded llama.cpp models, a kNN router trained on the shipped
 evaluation with its replay card beside it, bodies logged, an admin key), sends real traffic
 through the official ``openai`` client (routed and direct requests, a virtual key with a
-budget, one unknown model, thumbs from users), then photographs each page with Debian's
-headless chromium. Writes ``docs/screenshots/*.png`` (each kept under ~300 KB).
+budget, one unknown model, thumbs from users; a small evaluation run beforehand), then
+photographs each page with Debian's headless chromium. Writes ``docs/screenshots/*.png``
+(each kept under ~300 KB).
 
     .venv/bin/python docs/screenshots/capture.py [--out docs/screenshots]
 """
@@ -161,6 +162,11 @@ def main() -> None:
     card = rankgate("route", "replay", "--outcomes", "embedded", "--routers", "knn",
                     "--n-boot", "50", "--json", env=env, capture_output=True, text=True)
     (home / "router.npz.replay.json").write_text(card.stdout)
+    # a real evaluation, so the Evaluations page shows a recorded run and its outcome file
+    (home / "evals").mkdir(exist_ok=True)
+    rankgate("eval", "--models", "smollm2-135m", "--workload", "starter", "--limit", "6",
+             "--out", str(home / "evals" / "starter-smollm.jsonl"), env=env,
+             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     proc, root = start(home, router, env)
     try:
         routed = traffic(root)

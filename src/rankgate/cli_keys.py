@@ -54,6 +54,12 @@ def create(
         "--lambda", help="default routing: $ it would pay per unit of quality")] = None,
     max_cost_usd: Annotated[float | None, typer.Option(
         "--max-cost-usd", help="default routing: best model under this $ per request")] = None,
+    savings: Annotated[float | None, typer.Option(
+        "--savings", help="default routing: spend this share less than the best model "
+        "(0-1)")] = None,
+    confidence: Annotated[float | None, typer.Option(
+        "--confidence", help="with --min-quality: guarantee it at this confidence (0-1, "
+        "conformal bounds)")] = None,
     log_bodies: Annotated[bool | None, typer.Option(
         "--log-bodies/--no-log-bodies", help="store this key's request bodies (redacted), or "
         "never; overrides `serve --log-bodies` (default: the server's setting)")] = None,
@@ -63,7 +69,8 @@ def create(
     """Create a key and print its secret — the only time it is ever shown."""
     from rankgate.gateway.auth import InvalidKeySettings
 
-    knobs = {"min_quality": min_quality, "lambda": lambda_, "max_cost_usd": max_cost_usd}
+    knobs = {"min_quality": min_quality, "lambda": lambda_, "max_cost_usd": max_cost_usd,
+             "savings": savings, "confidence": confidence}
     routing = {k: v for k, v in knobs.items() if v is not None} or None
     model_list = [m.strip() for m in models.split(",") if m.strip()] if models else None
     keys = _store(store)

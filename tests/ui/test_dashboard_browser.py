@@ -140,7 +140,8 @@ def test_wrong_admin_key_is_refused_on_the_login_form(ui_gateway, browser):
     err = wait(browser).until(
         lambda d: d.find_elements(By.CSS_SELECTOR, "[data-testid=login-error]"))
     assert "not the admin key" in err[0].text
-    assert not browser.get_cookies()
+    # no session; only the login form's own CSRF cookie
+    assert [c["name"] for c in browser.get_cookies()] == ["rankgate_ui_login"]
 
 
 def test_overview_numbers_equal_metrics_after_a_known_burst_and_refresh(ui_gateway, browser):
@@ -274,9 +275,16 @@ def test_logged_html_in_prompts_and_model_names_renders_as_text(ui_gateway, brow
     assert browser.execute_script("return window.__xss") is None
 
 
+def login_token(c: httpx.Client) -> str:
+    """The login form's CSRF token (the form page also sets the cookie it signs)."""
+    page = c.get("/ui/login").text
+    return page.split('name="csrf_token" value="')[1].split('"')[0]
+
+
 def _session(gw: Server) -> httpx.Client:
     c = httpx.Client(base_url=gw.root, timeout=30)
-    r = c.post("/ui/login", data={"admin_key": ADMIN_KEY, "next": "/ui"})
+    r = c.post("/ui/login", data={"admin_key": ADMIN_KEY, "next": "/ui",
+                                  "csrf_token": login_token(c)})
     assert r.status_code == 303 and "rankgate_ui" in c.cookies
     return c
 

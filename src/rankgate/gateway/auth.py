@@ -26,6 +26,7 @@ from typing import Any
 from sqlalchemy import Engine
 
 from rankgate.gateway.errors import APIError
+from rankgate.gateway.knob import KNOB_FIELDS, KnobError, knob_fields
 from rankgate.store.key_store import (
     StoredKey,
     add_key,
@@ -42,7 +43,7 @@ log = logging.getLogger("rankgate.auth")
 SECRET_PREFIX = "rg-"
 PREFIX_CHARS = 8  # of the random part, shown as the key's non-secret prefix
 BUDGET_PERIODS = ("day", "week", "month", "total")
-ROUTING_KNOBS = ("min_quality", "lambda", "max_cost_usd")
+ROUTING_KNOBS = tuple(KNOB_FIELDS)  # every knob a request's ``rankgate`` field can hold
 ADMIN_ID = "admin"
 
 
@@ -58,7 +59,7 @@ class KeyInfo:
     tpm: int | None
     budget_usd: float | None
     budget_period: str  # "day" | "week" | "month" | "total", UTC calendar periods
-    routing: dict[str, float] | None  # default knob, e.g. {"min_quality": 0.8}
+    routing: dict[str, float] | None  # default knob, e.g. {"min_quality": 0.8, "confidence": 0.9}
     admin: bool = False  # the admin key itself: all models, no limits
     log_bodies: bool | None = None  # store its request bodies; None: the server's default
 
@@ -126,21 +127,11 @@ def validate_limits(name: Any, models: Any, rpm: Any, tpm: Any, budget_usd: Any,
     if budget_period not in BUDGET_PERIODS:
         raise bad("budget_period", f"budget_period must be one of {', '.join(BUDGET_PERIODS)}")
     if routing is not None:
-        if not isinstance(routing, dict):
-            raise bad("routing", "routing must be an object such as {\"min_quality\": 0.8}")
-        unknown = set(routing) - set(ROUTING_KNOBS)
-        if unknown:
-            raise bad("routing", f"unknown routing option(s) {sorted(unknown)}; use one of "
-                      f"{', '.join(ROUTING_KNOBS)}")
-        given = {k: v for k, v in routing.items() if v is not None}
-        if len(given) > 1:
-            raise bad("routing", f"routing takes at most one of {', '.join(ROUTING_KNOBS)}")
-        for k, v in given.items():
-            if (isinstance(v, bool) or not isinstance(v, int | float) or not math.isfinite(v)
-                    or v < 0 or (k == "min_quality" and v > 1)):
-                raise bad(f"routing.{k}", f"routing.{k} must be a number >= 0"
-                          + (" and <= 1" if k == "min_quality" else ""))
-        routing = {k: float(v) for k, v in given.items()} or None
+        try:  # exactly what a request's ``rankgate`` field may hold, checked the same way
+            routing = knob_fields(routing)
+        except KnobError as e:
+            raise bad(f"routing.{e.field}" if e.field else "routing",
+                      f"routing{'.' + e.field if e.field else ''} {e}") from None
     if log_bodies is not None and not isinstance(log_bodies, bool):
         raise bad("log_bodies", "log_bodies must be true or false (or absent for the "
                   "server's default)")

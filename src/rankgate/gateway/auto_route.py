@@ -1,7 +1,8 @@
 """``model: "auto"`` — pick the panel model for one request with a trained router.
 
-The knob comes from ``extra_body={"rankgate": {"max_cost_usd" | "min_quality" | "lambda"}}``
-(or the key's defaults, once keys exist); ``min_quality`` with ``confidence`` asks for a
+The knob comes from ``extra_body={"rankgate": {"max_cost_usd" | "min_quality" | "lambda" |
+"savings"}}`` or, when a request sends none, from its key's default routing (the same fields,
+checked by the same ``knob.knob_from_fields``); ``min_quality`` with ``confidence`` asks for a
 guarantee, answered from the artifact's conformal bounds
 (:mod:`rankgate.routing.conformal`) — a router without them refuses it (400), and a target no
 model's bound reaches is served by the best model and said so in the headers. The decision
@@ -22,12 +23,10 @@ import numpy as np
 
 from rankgate.embed import Embedder
 from rankgate.gateway.errors import APIError
+from rankgate.gateway.knob import KnobError, knob_from_fields
 from rankgate.messages import prompt_text
 from rankgate.routing.base import Decision, Knob, OnlineRouter, Router, decide
 from rankgate.routing.conformal import Guarantee, guarantee_of
-
-_KNOB_FIELDS = {"max_cost_usd": "max_cost", "min_quality": "min_quality", "lambda": "lam",
-                "confidence": "confidence", "savings": "savings"}
 
 
 @dataclass
@@ -79,31 +78,20 @@ def is_auto(model: str) -> bool:
 
 
 def parse_knob(body: dict[str, Any]) -> Knob:
+    """The request's ``rankgate`` knob (checked by ``knob.knob_from_fields``, as a key's
+    default routing is); a 400 naming the field at fault otherwise."""
     raw = body.get("rankgate")
     if raw is None:
         return Knob()
-    if not isinstance(raw, dict):
-        raise APIError(400, "'rankgate' must be an object such as {\"max_cost_usd\": 0.001}.",
-                       param="rankgate", code="invalid_type")
-    unknown = set(raw) - set(_KNOB_FIELDS)
-    if unknown:
-        raise APIError(400, f"Unknown rankgate option(s) {sorted(unknown)}; use one of "
-                       f"{sorted(_KNOB_FIELDS)}.", param="rankgate", code="invalid_value")
-    given = {k: v for k, v in raw.items() if v is not None}
-    if len([k for k in given if k != "confidence"]) > 1:
-        raise APIError(400, "Give at most one of max_cost_usd, min_quality, lambda, savings.",
-                       param="rankgate", code="invalid_value")
-    for k, v in given.items():
-        if isinstance(v, bool) or not isinstance(v, int | float):
-            raise APIError(400, f"rankgate.{k} must be a number.", param=f"rankgate.{k}",
-                           code="invalid_type")
     try:
-        return Knob(**{_KNOB_FIELDS[k]: float(v) for k, v in given.items()})
-    except ValueError as e:
-        first = "confidence" if "confidence" in given else next(iter(given), None)
-        param = f"rankgate.{first}" if first else "rankgate"
-        raise APIError(400, f"Invalid {param}: {e}.", param=param,
-                       code="invalid_value") from None
+        return knob_from_fields(raw)
+    except KnobError as e:
+        param = f"rankgate.{e.field}" if e.field else "rankgate"
+        if e.field is None:
+            message = f"'rankgate' {e}." if e.code == "invalid_type" else f"Invalid rankgate: {e}."
+        else:
+            message = f"Invalid {param}: {e}."
+        raise APIError(400, message, param=param, code=e.code) from None
 
 
 def decide_guaranteed(router: Router, guarantee: Guarantee, prompt: str, costs: np.ndarray,
@@ -168,9 +156,12 @@ async def route(table: RoutingTable, model: str, body: dict[str, Any],
     return Decision(d.model, name, d.predicted_quality, d.estimated_cost)
 
 
-def _savings_lambda(router: Router, loaded: LoadedRouter, knob: Knob, name: str) -> Knob:
+def _savings_lambda(router: Router, loaded: LoadedRouter, knob: Knob, name: str,
+                    among: list[str] | None = None) -> Knob:
     """The λ knob a ``savings`` target implies on the artifact's held-out training predictions
-    (computed once per share and prices, kept with the artifact's guarantee)."""
+    (computed once per share, prices and candidate set, kept with the artifact's guarantee).
+    ``among``: only these models may answer (a key's allowed models, the able ones), so the
+    target is read off those columns — "spend this share less than the best of *them*"."""
     from rankgate.routing.budget import lambda_for_savings
 
     g = guarantee_of(router)
@@ -181,13 +172,25 @@ def _savings_lambda(router: Router, loaded: LoadedRouter, knob: Knob, name: str)
                        param="rankgate.savings", code="savings_unavailable")
     savings = knob.savings
     assert savings is not None
+    cols = [g.models.index(m) for m in among] if among is not None else list(
+        range(len(g.models)))
+    costs = np.asarray(loaded.costs, float)[cols]
     try:
-        lam = g.memo(("savings", savings, tuple(np.nan_to_num(loaded.costs, nan=-1.0))),
-                     lambda: lambda_for_savings(g.P, g.Y, loaded.costs, savings))
+        lam = g.memo(("savings", savings, tuple(cols), tuple(np.nan_to_num(costs, nan=-1.0))),
+                     lambda: lambda_for_savings(g.P[:, cols], g.Y[:, cols], costs, savings))
     except ValueError as e:
         raise APIError(400, f"Invalid rankgate.savings: {e}.", param="rankgate.savings",
                        code="invalid_value") from None
     return Knob(lam=lam)
+
+
+def savings_knob_among(table: RoutingTable, model: str, knob: Knob, among: list[str]) -> Knob:
+    """``knob`` with its savings target turned into the λ it implies when only ``among`` may
+    answer (``completions.restrict``); any other knob as it is."""
+    if knob.savings is None:
+        return knob
+    name, loaded = table.resolve(model)
+    return _savings_lambda(loaded.router, loaded, knob, name, among)
 
 
 def _cost_map(models: list[str], costs: np.ndarray) -> dict[str, float | None]:

@@ -235,3 +235,69 @@ def _guarantee_html(report: dict[str, Any]) -> str:
                     f"<td>{r['point_coverage']:.3f}</td><td>{f(r['cost_ratio'], '{:.2f}')}</td>"
                     "</tr>" for r in gr) + "</table>")
     return out
+
+
+def _ci_text(v: list[float] | None, spec: str) -> str:
+    return "" if not v else f" [{spec.format(v[0])}, {spec.format(v[1])}]"
+
+
+def paired_table(report: dict[str, Any]) -> Any:
+    """The paired comparison as a terminal table (what ``--json``/``--html`` carry as
+    ``paired``): each router's AIQ and APGR minus the reference router's, with paired
+    bootstrap 95% intervals and a verdict on AIQ. None when the replay made no pairs."""
+    rows = paired_rows(report)
+    if not rows:
+        return None
+    from rich.table import Table
+
+    t = Table(title=f"paired against {report.get('paired_vs')} — same held-out items, paired "
+              "bootstrap 95% intervals")
+    for col in ("router", "ΔAIQ [95%]", "ΔAPGR [95%]", "AIQ verdict"):
+        t.add_column(col)
+    for r in rows:
+        verdict = ("better" if r["aiq_better"] else "worse" if r["aiq_worse"] else
+                   "no difference shown" if r["aiq_ci"] else "no interval (--n-boot 0)")
+        t.add_row(r["router"],
+                  ("—" if r["aiq_diff"] is None else f"{r['aiq_diff']:+.4f}")
+                  + _ci_text(r["aiq_ci"], "{:+.4f}"),
+                  ("—" if r["apgr_diff"] is None else f"{r['apgr_diff']:+.4f}")
+                  + _ci_text(r["apgr_ci"], "{:+.4f}"), verdict)
+    return t
+
+
+def guarantee_table(report: dict[str, Any]) -> Any:
+    """The quality-guarantee coverage as a terminal table (``guarantee`` in ``--json``): per
+    router, target and confidence, the certified share, the realised coverage with its
+    Clopper–Pearson 95% interval, whether it keeps the promise, the point policy's share
+    reaching the target and the cost ratio. None when no router was replayed for it."""
+    rows = [r for r in guarantee_rows(report) if "note" not in r]
+    if not rows:
+        return None
+    from rich.table import Table
+
+    t = Table(title="quality guarantee (min_quality + confidence) — coverage = share of "
+              "certified held-out requests whose realised quality reached the target; cost "
+              "ratio = guarantee ÷ point-prediction policy")
+    for col in ("router", "target", "confidence", "certified", "coverage [95%]", "promise",
+                "point policy reaching", "cost ratio"):
+        t.add_column(col)
+    for r in rows:
+        cov, band, kept = r["coverage"], r["coverage_ci"], r.get("meets_promise")
+        kept = "—" if kept is None else "kept" if kept else "broken"
+        t.add_row(r["router"], f"{r['target']:g}", f"{r['confidence']:g}",
+                  f"{r['certified_share']:.0%}",
+                  ("—" if cov is None else f"{cov:.3f}") + _ci_text(band, "{:.3f}"), kept,
+                  f"{r['point_coverage']:.3f}",
+                  "—" if r["cost_ratio"] is None else f"{r['cost_ratio']:.2f}")
+    return t
+
+
+def print_replay_extras(console: Any, report: dict[str, Any]) -> None:
+    """Print the paired and guarantee tables (and the notes of routers without a
+    guarantee) after the replay's main table: the terminal shows what the JSON holds."""
+    for table in (paired_table(report), guarantee_table(report)):
+        if table is not None:
+            console.print(table)
+    for r in guarantee_rows(report):
+        if r.get("note"):
+            console.print(f"[yellow]note[/] {r['router']}: {r['note']}", highlight=False)

@@ -81,13 +81,30 @@ STATUS_CLASSES: dict[str, tuple[int, int]] = {"ok": (200, 299), "4xx": (400, 499
 
 def spend_between(engine: Engine, since: float, until: float | None = None) -> float:
     """Dollars every logged request with ``since <= ts < until`` cost; unknown costs add
-    nothing. Served by the ``(ts, cost_usd)`` index without touching the table."""
+    nothing. The whole hours inside a bounded range are read from the ``spend_hourly``
+    rollup (at most 744 rows for a month, ``store/spend_rollup.py``), only the partial hours
+    at its ends from the log's ``(ts, cost_usd)`` index; an open range (``until`` None: the
+    last minutes) reads the log."""
+    from rankgate.store import spend_rollup
+
+    hour = spend_rollup.HOUR_S
+    first = -(-since // hour) * hour  # the first whole hour in the range
+    end = until - until % hour if until is not None else None
+    with engine.connect() as conn:
+        if end is not None and end > first and spend_rollup.installed(engine):
+            return (spend_rollup.hours_between(conn, first, end)
+                    + _logged_spend(conn, since, first) + _logged_spend(conn, end, until))
+        return _logged_spend(conn, since, until)
+
+
+def _logged_spend(conn: Any, since: float, until: float | None) -> float:
+    if until is not None and until <= since:
+        return 0.0
     q = select(func.coalesce(func.sum(request_log.c.cost_usd), 0.0)).where(
         request_log.c.ts >= since)
     if until is not None:
         q = q.where(request_log.c.ts < until)
-    with engine.connect() as conn:
-        return float(conn.execute(q).scalar_one())
+    return float(conn.execute(q).scalar_one())
 
 
 def count_since(engine: Engine, since: float) -> int:

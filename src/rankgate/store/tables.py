@@ -56,6 +56,16 @@ request_log = Table(
     Index("ix_request_log_status_ts", "status", "ts"),
 )
 
+#: Spend and requests per UTC hour (``hour``: its start, unix seconds), kept equal to the
+#: request log by a database trigger: see ``store/spend_rollup.py``.
+spend_hourly = Table(
+    "spend_hourly",
+    metadata,
+    Column("hour", Float, primary_key=True),
+    Column("cost_usd", Float, nullable=False),
+    Column("requests", Integer, nullable=False),
+)
+
 #: Outcomes in the store (user feedback today; shadow and judge answers next): every field of
 #: ``rankgate.outcomes.Outcome``, read and written only through ``store/outcome_store.py``.
 outcomes = Table(
@@ -171,6 +181,18 @@ api_keys = Table(
 )
 
 
+#: Dashboard sessions ended by "log out" before their cookie expired (``gateway/ui``): the
+#: cookie is signed, not stored, so a copy of it stays valid unless its id is listed here.
+#: Shared by every gateway on the store; rows are pruned once the cookie would have expired.
+#: Read and written only through ``store/ui_sessions.py``.
+ui_revoked_sessions = Table(
+    "ui_revoked_sessions",
+    metadata,
+    Column("session_id", String(64), primary_key=True),
+    Column("expires_at", Float, nullable=False, index=True),
+)
+
+
 def normalise_url(url: str) -> str:
     """Accept plain ``postgresql://`` URLs and use the psycopg 3 driver for them."""
     for prefix in ("postgresql://", "postgres://"):
@@ -194,6 +216,9 @@ def make_engine(url: str) -> Engine:
 
     metadata.create_all(engine)
     _add_missing_columns(engine)
+    from rankgate.store import spend_rollup
+
+    spend_rollup.install(engine)
     return engine
 
 

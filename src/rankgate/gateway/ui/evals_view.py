@@ -1,14 +1,15 @@
-"""The evaluations page's data: outcomes in the store by source and model, and the outcome
-files the gateway can see (a file still being appended to is an evaluation running)."""
+"""The evaluations page's data: outcomes in the store by source and model, the evaluations
+``rankgate eval`` recorded (their real progress: ``eval/progress_record.py``), and the outcome
+files the gateway can see."""
 
 from __future__ import annotations
 
 import asyncio
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from rankgate.eval.progress_record import EvalRun, read_runs
 from rankgate.gateway.state import GatewayState
 from rankgate.store import request_queries as rq
 
@@ -19,11 +20,7 @@ class OutcomeFile:
     rows: int
     size: int
     modified: float
-
-    @property
-    def being_written(self) -> bool:
-        """Modified in the last 30 s: an evaluation is probably still appending to it."""
-        return time.time() - self.modified < 30
+    run: EvalRun | None = None  # the recorded evaluation writing this file, if any
 
 
 def _count_lines(path: Path, cap: int = 50_000_000) -> int:
@@ -60,6 +57,11 @@ def outcome_files(state: GatewayState) -> list[OutcomeFile]:
 
 
 async def evals_page(state: GatewayState) -> dict[str, Any]:
-    runs, files = await asyncio.gather(asyncio.to_thread(rq.outcome_runs, state.request_log.engine),
-                                       asyncio.to_thread(outcome_files, state))
-    return {"runs": runs, "files": files}
+    runs, files, evals = await asyncio.gather(
+        asyncio.to_thread(rq.outcome_runs, state.request_log.engine),
+        asyncio.to_thread(outcome_files, state),
+        asyncio.to_thread(read_runs, state.settings.home))
+    by_out = {e.out: e for e in evals}
+    for f in files:
+        f.run = by_out.get(str(f.path.resolve()))
+    return {"runs": runs, "files": files, "evals": evals}

@@ -22,9 +22,10 @@ from starlette.staticfiles import StaticFiles
 from rankgate.gateway.auth import InvalidKeySettings
 from rankgate.gateway.state import GatewayState
 from rankgate.gateway.ui import boards as boards_mod
-from rankgate.gateway.ui import evals_view, queries, routing_view
+from rankgate.gateway.ui import evals_view, login, queries, routing_view
 from rankgate.gateway.ui.feedback import FeedbackError, record_feedback
 from rankgate.gateway.ui.render import Pages
+from rankgate.gateway.ui.revoked import RevokedSessions
 from rankgate.gateway.ui.session import COOKIE, Access, Sessions, access, csrf_ok
 from rankgate.gateway.ui.spend import SpendCache
 from rankgate.store.request_queries import STATUS_CLASSES, find_request
@@ -73,13 +74,6 @@ def _shown_messages(raw: str) -> list[tuple[str, str]]:
     return out
 
 
-def _safe_next(target: str | None) -> str:
-    """Only a path of this dashboard: never another site (an open redirect)."""
-    if target and target.startswith("/ui") and not target.startswith("//"):
-        return target
-    return "/ui"
-
-
 class Dashboard:
     """Everything the pages need, built once per gateway by ``mount_ui``."""
 
@@ -91,14 +85,21 @@ class Dashboard:
         self.routing_cache = routing_view.RoutingCache()
         key = state.settings.admin_key if state.auth is not None else None
         self.sessions = Sessions(key) if key else None
+        self.revoked = RevokedSessions(state.request_log.engine)
 
-    def access(self, request: Request) -> Access:
-        return access(request, self.state.auth, self.sessions)
+    async def access(self, request: Request) -> Access:
+        """What ``request`` may do; a cookie of a logged-out session grants nothing."""
+        acc = access(request, self.state.auth, self.sessions)
+        cookie = request.cookies.get(COOKIE)
+        if acc.via == "cookie" and cookie and await self.revoked.contains(
+                Sessions.session_id(cookie)):
+            return Access("none")
+        return acc
 
     def guarded(self, handler: Handler, *, write: bool = False
                 ) -> Callable[[Request], Awaitable[Response]]:
         async def run(request: Request) -> Response:
-            acc = self.access(request)
+            acc = await self.access(request)
             if not acc.can_read:
                 if _is_fragment(request) or request.method != "GET":
                     return Response("Log in to the dashboard first (or send the admin key "
@@ -126,38 +127,15 @@ class Dashboard:
         return self.pages.render(name, status=status, acc=acc, path=request.url.path,
                                  refresh_s=REFRESH_S, **context)
 
-    # -- login -------------------------------------------------------------------------
+    # -- login (login.py) ----------------------------------------------------------------
     async def login_form(self, request: Request) -> Response:
-        acc = self.access(request)
-        if acc.can_read:
-            return RedirectResponse(_safe_next(request.query_params.get("next")), 303)
-        return self.page(request, acc, "login.html", next=request.query_params.get("next", ""),
-                         error=None, open_gateway=self.sessions is None)
+        return await login.login_form(self, request)
 
     async def login(self, request: Request) -> Response:
-        form = await _form(request)
-        acc = self.access(request)
-        nxt = _safe_next(form.get("next"))
-        if self.sessions is None or self.state.auth is None:
-            return RedirectResponse(nxt, 303) if acc.can_read else self.page(
-                request, acc, "login.html", status=401, next=nxt, open_gateway=True,
-                error="This gateway has no admin key; its dashboard is read-only and "
-                      "answers loopback clients only.")
-        if not self.state.auth.is_admin("Bearer " + form.get("admin_key", "")):
-            return self.page(request, acc, "login.html", status=401, next=nxt,
-                             open_gateway=False, error="That is not the admin key.")
-        resp = RedirectResponse(nxt, status_code=303)
-        resp.set_cookie(COOKIE, self.sessions.issue(), max_age=self.sessions.max_age_s,
-                        path="/ui", httponly=True, samesite="strict",
-                        secure=request.url.scheme == "https")
-        return resp
+        return await login.login(self, request, await _form(request))
 
     async def logout(self, request: Request, acc: Access) -> Response:
-        if not csrf_ok(acc, request, await _form(request)):
-            return self.csrf_refused(request, acc)
-        resp = RedirectResponse("/ui/login", status_code=303)
-        resp.delete_cookie(COOKIE, path="/ui")
-        return resp
+        return await login.logout(self, request, acc, await _form(request))
 
     def csrf_refused(self, request: Request, acc: Access) -> Response:
         return self.page(request, acc, "message.html", status=403, title="Refused",

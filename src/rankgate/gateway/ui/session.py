@@ -1,12 +1,16 @@
 """Who may see the dashboard, and proof that a form was sent by it (CSRF).
 
 A person logs in once with the admin key and gets a session cookie (HttpOnly, SameSite=Strict,
-path ``/ui``): ``<expiry>.<nonce>.<hmac>``, signed with a secret derived from the admin key, so
-every replica that shares the admin key accepts it and nothing is stored server-side.
+path ``/ui``): ``<expiry>.<session id>.<hmac>``, signed with a secret derived from the admin
+key, so every replica that shares the admin key accepts it without a lookup. Logging out lists
+the session id as revoked on the shared store (``gateway/ui/revoked.py``), so a copied cookie
+dies with the session, not 12 hours later.
 Scripts may send the admin key as a Bearer header instead. Every form that changes something
 carries a CSRF token, an HMAC of the session cookie: another site can make a browser send the
 cookie but cannot read the token. A Bearer request needs none (browsers never add that header
-on their own).
+on their own). The login form has its own token (login CSRF: another site must not log a
+browser into a session of its choosing): an HMAC of a random pre-session cookie that the form
+page sets, checked against the cookie when the form comes back.
 
 Without an admin key the gateway is open and bound to loopback (the CLI sees to that): the
 dashboard is then read-only for loopback clients, says so, and refuses every change.
@@ -27,6 +31,8 @@ from starlette.requests import Request
 from rankgate.gateway.auth import Auth, bearer_token
 
 COOKIE = "rankgate_ui"
+LOGIN_COOKIE = "rankgate_ui_login"  # the pre-session nonce the login form's token signs
+LOGIN_S = 3600
 CSRF_FIELD = "csrf_token"
 CSRF_HEADER = "x-csrf-token"
 SESSION_S = 12 * 3600
@@ -76,6 +82,23 @@ class Sessions:
 
     def csrf_for(self, cookie: str) -> str:
         return self._sign("csrf|" + cookie)
+
+    @staticmethod
+    def session_id(cookie: str) -> str:
+        """The random part of a (valid) cookie: what logging out revokes."""
+        return cookie.split(".")[1]
+
+    @staticmethod
+    def expiry(cookie: str) -> float:
+        return float(cookie.partition(".")[0])
+
+    def login_csrf(self, nonce: str) -> str:
+        """The login form's token for the pre-session cookie ``nonce``."""
+        return self._sign("login|" + nonce)
+
+    def login_csrf_ok(self, nonce: str | None, sent: str | None) -> bool:
+        return bool(nonce and sent) and hmac.compare_digest(str(sent),
+                                                             self.login_csrf(str(nonce)))
 
 
 def _loopback(request: Request) -> bool:
