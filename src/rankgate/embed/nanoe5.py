@@ -25,8 +25,10 @@ Cache: vectors are keyed by sha256 of (embedder name, text). An in-memory LRU an
 within a process; an optional SQLite file (one table, vectors as float32 blobs) survives restarts
 and is shared safely between processes. Content addressing makes a stale entry impossible.
 
-The other kind: :class:`rankgate.embed.hashed.HashEmbedder` (``"hash"``), model-free and
-~1 ms per prompt, for when the decision budget matters more than the last bit of routing quality.
+The other kinds, for when the decision budget matters more than the last bit of routing
+quality: :class:`rankgate.embed.static.StaticE5Embedder` (``"static-e5"``), a token table
+distilled from this very encoder (~1–4 ms per decision), and
+:class:`rankgate.embed.hashed.HashEmbedder` (``"hash"``), model-free.
 :func:`rankgate.embed.make_embedder` builds either from a kind or from the name an artifact
 recorded.
 """

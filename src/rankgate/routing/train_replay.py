@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 
 from rankgate.embed import Embedder
+from rankgate.embed.memo import RunMemo
 from rankgate.outcomes import Outcome
 from rankgate.routing import artifact, cascade, conformal, replay
 from rankgate.routing import calibration as calib
@@ -110,13 +111,15 @@ def train(outcomes: list[Outcome], router: str, out: Path,
           models: list[str] | None = None, params: dict[str, Any] | None = None,
           *, calibrated: bool = True, folds: int = calib.FOLDS, seed: int = 0,
           trained_through: float | None = None,
-          on_stage: Callable[[str, int, int], None] | None = None) -> dict[str, Any]:
+          on_stage: Callable[[str, int, int], None] | None = None,
+          on_embed: Callable[[int, int], None] | None = None) -> dict[str, Any]:
     """Fit ``router`` on every outcome, calibrate it (unless ``calibrated`` is False or it is
     online) and save both in one artifact. ``trained_through`` (unix seconds no outcome is
     newer than) defaults to now: every outcome passed in was stored before this call.
     ``on_stage(stage, done, total)`` is told as each of the three stages (fit, calibrate,
     save) starts — a caller's progress display; the calibration refits the router per fold,
-    so it is the long one."""
+    so it is the long one. ``on_embed(done, total)`` hears the one pass that embeds each
+    distinct prompt (every later use is a lookup)."""
     def stage(name: str, k: int) -> None:
         if on_stage is not None:
             on_stage(name, k, 3)
@@ -126,6 +129,8 @@ def train(outcomes: list[Outcome], router: str, out: Path,
     # nothing to route between, or nothing to learn: refused for every router, naming the
     # minimum (routers that need more items refuse with their own minimum when fitted)
     conformal.check_trainable(m.scores, m.models, 1, f"training the {router} router")
+    embedder = RunMemo(embedder)
+    embedder.prefetch(m.prompts, on_embed)
     r = build(router, embedder, params)
     stage(f"fitting on {len(m.item_ids)} items", 0)
     r.fit(m)
@@ -174,13 +179,15 @@ def run_replay(train_rows: list[Outcome], test_rows: list[Outcome], routers: lis
                embedder: Embedder, costs_given: Mapping[str, float] | None = None,
                n_boot: int = 200, seed: int = 0, calibrated: bool = True,
                method: str = "auto",
-               on_router: Callable[[str, int, int], None] | None = None) -> dict[str, Any]:
+               on_router: Callable[[str, int, int], None] | None = None,
+               on_embed: Callable[[int, int], None] | None = None) -> dict[str, Any]:
     """Train each router on ``train_rows``, replay it on ``test_rows`` (see the module doc).
 
     ``costs_given`` ($ per request by model) overrides the outcomes' costs. When some model
     still has no cost, the replay's x axis is the share of calls to the strong model: APGR and
     CPT stay defined and no $ figure is made up. ``on_router(name, done, total)`` is called
-    before each router is trained (progress for a caller that shows it).
+    before each router is trained (progress for a caller that shows it); ``on_embed(done,
+    total)`` during the one pass that embeds each distinct prompt.
     """
     train_m = OutcomeMatrix.from_outcomes(train_rows)
     models = train_m.models
@@ -192,6 +199,8 @@ def run_replay(train_rows: list[Outcome], test_rows: list[Outcome], routers: lis
     if len(test_m.item_ids) == 0:
         raise ValueError("no held-out item was answered by every model")
     costs, unpriced = replay_costs(train_m, costs_given)
+    embedder = RunMemo(embedder)
+    embedder.prefetch([*train_m.prompts, *test_m.prompts], on_embed)
     has_costs = not unpriced
     predictions, raw_predictions = {}, {}
     calibration_report: dict[str, Any] = {}
