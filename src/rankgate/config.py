@@ -120,6 +120,11 @@ class Settings(BaseSettings):
         "this many seconds of judge/feedback outcomes with the one before")
     drift_interval_s: float = Field(
         default=300.0, ge=0, description="seconds between drift checks for /metrics; 0: off")
+    # -- variants (issue #12) --
+    examples_outcomes: str | None = Field(
+        default=None,
+        description="where +retrieved variants find solved examples: an outcomes JSONL, "
+        "'embedded' (the shipped evaluation) or store:<url>; unset: the store's outcomes")
     # -- OpenTelemetry (issue #15) --
     otel_endpoint: str | None = Field(
         default=None,

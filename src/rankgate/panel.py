@@ -52,6 +52,9 @@ class ModelSpec(BaseModel):
     tags: tuple[str, ...] = ()
     # what this model can NOT do although its backend could (e.g. {images: false})
     capabilities: dict[str, bool] | None = None
+    # a variant (``base+recipe``, see rankgate.variants): the model it wraps and its recipe
+    base: str | None = None
+    recipe: dict[str, Any] | None = None
 
     @field_validator("backend")
     @classmethod
@@ -75,6 +78,9 @@ class ModelSpec(BaseModel):
         from rankgate.backends.registry import backend_type
 
         backend_type(self.backend).validate(self)
+        if self.base is not None or self.recipe is not None:  # only variants carry them
+            raise ValueError("'base' and 'recipe' declare a variant (base+recipe), which "
+                             "takes its backend from its base: leave out 'backend'")
         if (self.input_price_per_mtok is None) != (self.output_price_per_mtok is None):
             raise ValueError("give both input_price_per_mtok and output_price_per_mtok, or none")
         return self
@@ -118,10 +124,31 @@ class Panel:
         return len(self.models)
 
     def __contains__(self, model_id: object) -> bool:
-        return model_id in self._by_id
+        return isinstance(model_id, str) and self.get(model_id) is not None
 
     def get(self, model_id: str) -> ModelSpec | None:
-        return self._by_id.get(model_id)
+        """The model ``model_id``: declared, or a variant of one with built-in recipes
+        (``smollm2-135m+cot``), resolved on first use; None when neither."""
+        spec = self._by_id.get(model_id)
+        if spec is None and "+" in model_id:
+            from rankgate.variants.naming import resolve
+
+            try:
+                spec = resolve(model_id, self._by_id)
+            except (KeyError, ValueError):
+                return None
+            self._by_id[model_id] = spec  # a pure function of the id: remembered
+        return spec
+
+    def why_unknown(self, model_id: str) -> str:
+        """One line saying why ``model_id`` is not a model here (an unknown recipe is named)."""
+        from rankgate.variants.naming import resolve
+
+        try:
+            resolve(model_id, self._by_id)
+        except (KeyError, ValueError) as e:
+            return str(e)
+        return f"{model_id!r} is a model of this panel"
 
     @property
     def ids(self) -> list[str]:
@@ -154,15 +181,48 @@ def parse_panel(data: Any, source: str) -> Panel:
         data = data["models"]
     if not isinstance(data, list):
         raise PanelError(f"{source}: expected a list of models (or a 'models:' key)")
-    specs: list[ModelSpec] = []
+    from rankgate.variants.naming import is_variant_entry
+
+    specs: dict[int, ModelSpec] = {}
     for i, raw in enumerate(data):
+        if is_variant_entry(raw):
+            continue
         if not isinstance(raw, dict):
             raise PanelError(f"{source}: model #{i + 1}: expected a mapping, got {raw!r}")
         try:
-            specs.append(ModelSpec.model_validate(raw))
+            specs[i] = ModelSpec.model_validate(raw)
         except ValidationError as e:
             raise PanelError(_one_line(source, raw, i, e)) from None
-    return Panel(specs, source)
+    specs.update(_variants(data, specs, source))
+    return Panel([specs[i] for i in sorted(specs)], source)
+
+
+def _variants(data: list[Any], specs: dict[int, ModelSpec], source: str
+              ) -> dict[int, ModelSpec]:
+    """The variant entries of ``data`` (``base+recipe``), each resolved once its base is
+    known (a variant may build on another, in any order); the first that cannot be is
+    refused naming file, model and field."""
+    from rankgate.variants.naming import EntryError, is_variant_entry, variant_entry
+
+    declared = {s.id: s for s in specs.values()}
+    pending = [i for i, raw in enumerate(data) if is_variant_entry(raw)]
+    out: dict[int, ModelSpec] = {}
+    while pending:
+        errors: dict[int, EntryError] = {}
+        for i in pending:
+            try:
+                out[i] = variant_entry(data[i], declared)
+                declared[out[i].id] = out[i]
+            except EntryError as e:
+                errors[i] = e
+        if len(errors) == len(pending):  # no progress: report the first
+            i, e = next(iter(errors.items()))
+            raw = data[i]
+            name = raw if isinstance(raw, str) else raw.get("id")
+            who = f"model {name!r}" if name else f"model #{i + 1}"
+            raise PanelError(f"{source}: {who}: field '{e.field}': {e.reason}")
+        pending = list(errors)
+    return out
 
 
 def load_panel(path: str | Path | None) -> Panel:

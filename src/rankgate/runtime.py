@@ -38,11 +38,24 @@ class PanelRuntime:
     def budget(self) -> ThreadBudget:
         return self.resources.budget
 
+    def __post_init__(self) -> None:
+        self.backends = _OnDemand(self, self.backends)
+        self.pricers = _OnDemand(self, self.pricers)
+
     def add(self, spec: ModelSpec) -> Backend:
         """The backend of ``spec``, built once (e.g. a judge that is not among the models
-        being evaluated)."""
+        being evaluated). A variant (``base+recipe``) wraps its base's backend, built first:
+        one copy of the weights. Raises ``RecipeError`` when a variant's recipe cannot apply."""
         if spec.id not in self.backends:
-            backend = build_backend(spec, self.resources)
+            if spec.base is not None:
+                from rankgate.variants import build_variant
+
+                base_spec = self.panel.get(spec.base)
+                assert base_spec is not None, spec.base  # the panel resolved the variant
+                backend: Backend = build_variant(spec, base_spec, self.add(base_spec),
+                                                 self.resources)
+            else:
+                backend = build_backend(spec, self.resources)
             self.backends[spec.id] = backend
             self.pricers[spec.id] = Pricer(spec, self.settings.machine_usd_per_hour,
                                            self.settings.local_tokens_per_s,
@@ -72,11 +85,29 @@ class PanelRuntime:
         await self.aclose()
 
 
+class _OnDemand(dict):  # type: ignore[type-arg]
+    """Backends (or pricers) by id that builds a variant the panel resolves on first lookup
+    (``rt.backends["smollm2-135m+cot"]``), so a gateway serves any ``base+recipe`` by name
+    without every caller asking the runtime first; other ids stay ``KeyError``."""
+
+    def __init__(self, rt: PanelRuntime, items: dict) -> None:  # type: ignore[type-arg]
+        super().__init__(items)
+        self._rt = rt
+
+    def __missing__(self, model_id: str) -> object:
+        spec = self._rt.panel.get(model_id) if isinstance(model_id, str) else None
+        if spec is None or spec.base is None:
+            raise KeyError(model_id)
+        self._rt.add(spec)
+        return dict.__getitem__(self, model_id)
+
+
 def open_panel(panel: Panel, settings: Settings, models: list[str] | None = None, *,
                max_connections: int = 100) -> PanelRuntime:
-    """A runtime for ``models`` of ``panel`` (default: all). Nothing is loaded or connected
-    until used; the caller closes it (``aclose`` or ``async with``). Unknown ids raise
-    ``KeyError`` naming them."""
+    """A runtime for ``models`` of ``panel`` (default: all; ``base+recipe`` variants too).
+    Nothing is loaded or connected until used; the caller closes it (``aclose`` or ``async
+    with``). Unknown ids raise ``KeyError`` naming them; a variant whose recipe cannot apply
+    raises ``RecipeError`` naming it."""
     ids = panel.ids if models is None else list(models)
     unknown = [m for m in ids if m not in panel]
     if unknown:
@@ -84,8 +115,12 @@ def open_panel(panel: Panel, settings: Settings, models: list[str] | None = None
     resources = Resources(settings, UpstreamPool(max_connections=max_connections),
                           ThreadBudget(settings.threads, settings.threads_per_model))
     rt = PanelRuntime(panel, settings, resources)
-    for mid in ids:
-        spec = panel.get(mid)
-        assert spec is not None
-        rt.add(spec)
+    try:
+        for mid in ids:
+            spec = panel.get(mid)
+            assert spec is not None
+            rt.add(spec)
+    except ValueError:  # a recipe that cannot apply: nothing may leak (threads, pool)
+        rt.resources.budget.shutdown()
+        raise
     return rt

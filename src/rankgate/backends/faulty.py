@@ -22,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import re
 import time
+from collections import deque
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -109,12 +110,14 @@ def build(spec: ModelSpec, res: Resources) -> FaultyBackend:
 
 class FaultyBackend:
     """One panel model of ``backend: faulty``; ``calls`` counts every complete/stream call
-    (tests use it to prove a call was or was not made)."""
+    (tests use it to prove a call was or was not made) and ``received`` keeps the latest
+    requests as sent (tests inspect what a wrapper such as a variant changed)."""
 
     def __init__(self, spec: ModelSpec) -> None:
         self.spec = spec
         self.fault = spec.name_upstream
         self.calls = 0
+        self.received: deque[tuple[Kind, dict[str, Any]]] = deque(maxlen=1000)
         # a stand-in for a hosted model: takes what one would (a panel entry may narrow it)
         self.capabilities = spec.narrow(Capabilities(streaming=True, tools=True, images=True,
                                                      audio=True, files=True))
@@ -158,6 +161,7 @@ class FaultyBackend:
 
     async def complete(self, kind: Kind, payload: dict[str, Any]) -> Result:
         t0 = time.perf_counter()
+        self.received.append((kind, payload))
         await self._answer_head(stream=False)
         words, finish = _reply(kind, payload)
         usage = Usage(prompt_words(kind, payload), len(words))
@@ -175,6 +179,7 @@ class FaultyBackend:
 
     async def stream(self, kind: Kind, payload: dict[str, Any]) -> FaultyStream:
         t0 = time.perf_counter()
+        self.received.append((kind, payload))
         await self._answer_head(stream=True)
         return FaultyStream(self, kind, payload, t0)
 

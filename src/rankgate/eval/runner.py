@@ -31,6 +31,7 @@ from rankgate.eval import scorers
 from rankgate.eval.scorers.base import Item, Score
 from rankgate.outcomes import Outcome, OutcomeWriter, iter_jsonl
 from rankgate.pricing import Pricer
+from rankgate.variants.context import answering
 
 #: generation budget per category: code needs room for a whole function
 MAX_TOKENS = {"code": 512, "code_humaneval": 512, "extraction": 320, "instructions": 320}
@@ -175,7 +176,8 @@ class Runner:
         if self.cache is not None and (hit := self.cache.get(key)) is not None:
             return hit, True
         async with self._sems[model]:
-            result, latency = await _call(backend, payload, self.cfg.retries)
+            with answering(item.id, item.prompt_text):  # a variant never retrieves this item
+                result, latency = await _call(backend, payload, self.cfg.retries)
         body = result.body
         cost = self.pricers[model].cost(result.usage.input_tokens, result.usage.output_tokens,
                                         result.compute_s)

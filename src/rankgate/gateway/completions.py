@@ -24,7 +24,7 @@ from starlette.responses import Response, StreamingResponse
 
 from rankgate.backends.base import BackendError, BackendStream, Kind, Usage
 from rankgate.gateway.auth import KeyInfo
-from rankgate.gateway.auto_route import is_auto, parse_knob, route
+from rankgate.gateway.auto_route import is_auto, parse_knob, route, savings_knob_among
 from rankgate.gateway.cache import cache_key as cache_key_of
 from rankgate.gateway.cache import cacheable
 from rankgate.gateway.errors import APIError, error_body, error_response, json_object, read_body
@@ -34,6 +34,7 @@ from rankgate.messages import Needs, needs, prompt_text
 from rankgate.panel import ModelSpec
 from rankgate.pricing import Cost
 from rankgate.routing.base import Decision, Knob, choose, choose_guaranteed
+from rankgate.variants.base import RecipeError
 
 log = logging.getLogger("rankgate.gateway")
 
@@ -143,16 +144,32 @@ async def _parse(state: GatewayState, request: Request, call: RequestRecord
             state.tracer.routed(call.id, call.decision, t_route)
     spec = state.panel.get(call.decision.model if call.decision else body["model"])
     if spec is None:
+        why = state.panel.why_unknown(body["model"]) if "+" in body["model"] else ""
         raise APIError(
             404,
-            f"The model '{_clip(body['model'], 100)}' does not exist in this panel. "
+            f"The model '{_clip(body['model'], 100)}' does not exist in this panel"
+            f"{f' ({_clip(why, 300)})' if why else ''}. "
             f"Valid ids: {', '.join(state.panel.ids)}.",
             param="model", code="model_not_found",
         )
+    if (err := _variant_unavailable(state, spec)) is not None:
+        raise err
     call.resolved = True
     if (err := _unable(state, call, body, spec)) is not None:
         raise err
     return body, spec
+
+
+def _variant_unavailable(state: GatewayState, spec: ModelSpec) -> APIError | None:
+    """A variant (``base+recipe``) is built on first use; a recipe that cannot apply here
+    (no stored examples, a quantisation not installed) is a 400 naming it."""
+    if spec.base is None or spec.id in state.backends:
+        return None
+    try:
+        state.runtime.add(spec)
+    except RecipeError as e:
+        return APIError(400, str(e), param="model", code="recipe_unavailable")
+    return None
 
 
 def _clip(name: str, limit: int = MODEL_SHOWN_CHARS) -> str:
@@ -208,7 +225,8 @@ def _among_able(state: GatewayState, call: RequestRecord, body: dict[str, Any], 
     able = []
     for m in allowed:
         spec = state.panel.get(m)
-        err = _unable(state, call, body, spec) if spec is not None else None
+        err = (_variant_unavailable(state, spec) or _unable(state, call, body, spec)
+               if spec is not None else None)
         if err is None and spec is not None:
             # weights known to be missing (a stat, no I/O to the model): routing there would
             # only burn retries before falling back; /healthz says why it is not ready
@@ -228,13 +246,24 @@ def _among_able(state: GatewayState, call: RequestRecord, body: dict[str, Any], 
                            param="model", type="server_error", code="model_not_ready")
         raise APIError(400, f"None of the models this router chooses from can take this "
                        f"request: {why}.", param=first.param, code=first.code)
+    if knob.savings is not None and len(able) < len(d.predicted_quality):
+        # fewer candidates: the target implies another λ, whichever model was chosen
+        knob = savings_knob_among(state.routing, body["model"], knob, able)
+        return restrict(d, able, knob, again=True)
     return restrict(d, able, knob)
 
 
-def restrict(d: Decision, allowed: list[str], knob: Knob) -> Decision:
-    """The same routing decision among ``allowed`` only (the knob applied again to them)."""
-    if d.model in allowed:
+def restrict(d: Decision, allowed: list[str], knob: Knob, *, again: bool = False
+             ) -> Decision:
+    """The same routing decision among ``allowed`` only (the knob applied again to them when
+    the chosen model is not allowed, or always with ``again``). A ``savings`` knob must come
+    as the λ it implies among ``allowed`` (``auto_route.savings_knob_among``): applied as is
+    it would mean "best quality"."""
+    if d.model in allowed and not again:
         return d
+    if knob.savings is not None:
+        raise ValueError("restrict() needs the savings target resolved to its λ among the "
+                         "allowed models (auto_route.savings_knob_among)")
     pred = np.array([[d.predicted_quality[m] for m in allowed]])
     costs = np.array([np.nan if d.estimated_cost.get(m) is None else d.estimated_cost[m]
                       for m in allowed], dtype=float)

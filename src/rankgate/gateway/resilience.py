@@ -180,9 +180,13 @@ class Resilience:
         self._sleep = sleep
         self._breakers = {m: CircuitBreaker(failure_threshold, cooldown_s, clock)
                           for m in backends}
+        self._breaker_args = (failure_threshold, cooldown_s, clock)
 
     def breaker(self, model_id: str) -> CircuitBreaker:
-        """The breaker of one model (e.g. to record a failure seen mid-stream)."""
+        """The breaker of one model (e.g. to record a failure seen mid-stream); a model first
+        served after start-up (a ``base+recipe`` variant) gets its own on first use."""
+        if model_id not in self._breakers:
+            self._breakers[model_id] = CircuitBreaker(*self._breaker_args)
         return self._breakers[model_id]
 
     def breaker_states(self) -> dict[str, str]:
@@ -247,7 +251,7 @@ class Resilience:
             if spec.id in seen:  # a fallback list may repeat the lead model: one turn each
                 continue
             seen.add(spec.id)
-            breaker = self._breakers[spec.id]
+            breaker = self.breaker(spec.id)
             for retry in range(self.retries + 1):
                 if not breaker.allow():
                     if retry == 0:

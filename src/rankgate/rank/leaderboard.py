@@ -17,6 +17,7 @@ import numpy as np
 from rankgate.outcomes import Outcome, models_of
 from rankgate.rank import bradley_terry as bt
 from rankgate.rank import calibration, pareto, stats
+from rankgate.rank.variants import variant_effects
 
 SMALL_N = 30
 
@@ -145,7 +146,7 @@ def leaderboard(outcomes: list[Outcome], votes: list[bt.Vote] | None = None,
     ordered = sorted(entries.values(), key=lambda e: -(e["accuracy"] or -1))
     points = {m: (e["cost_usd_per_1k"], e["accuracy"]) for m, e in entries.items()
               if e["accuracy"] is not None}
-    return {
+    board = {
         "n_items": len({o.prompt_id for o in outcomes}),
         "models": ordered,
         "pareto": pareto.frontier(points),
@@ -153,3 +154,5 @@ def leaderboard(outcomes: list[Outcome], votes: list[bt.Vote] | None = None,
         "recommendation": _recommend(entries, by_model, margin),
         "votes": {"n": len(votes or []), "by_source": bt.count_sources(list(votes or []))},
     }
+    board["variants"] = variant_effects(outcomes, board)  # each base+recipe vs its base
+    return board

@@ -145,6 +145,27 @@ def _made_of(board: dict[str, Any]) -> str:
     return "\n".join(parts)
 
 
+def _per_category(row: dict[str, Any]) -> str:
+    return "; ".join(f"{c} {v['diff']:+.0%} (n={v['n']})" for c, v in row["categories"].items())
+
+
+def _variants_html(board: dict[str, Any]) -> str:
+    """Each variant against its base, paired: difference, ratios, frontier, categories."""
+    rows = board.get("variants") or []
+    if not rows:
+        return ""
+    e = html.escape
+    body = "".join(
+        f"<tr><td>{e(r['variant'])}</td><td>{e(r['base'])}</td><td>{r['n']}</td>"
+        f"<td>{r['diff']:+.1%} [{r['ci_low']:+.1%}, {r['ci_high']:+.1%}]</td>"
+        f"<td>{_fmt(r['cost_ratio'])}</td><td>{_fmt(r['latency_ratio'])}</td>"
+        f"<td>{'★ ' + e(', '.join(r['displaces'])) if r['moves_frontier'] else ''}</td>"
+        f"<td>{e(_per_category(r))}</td></tr>" for r in rows)
+    return ("<h2>Variants vs their base (paired)</h2><table><tr><th>variant</th><th>base</th>"
+            "<th>n</th><th>difference [95% CI]</th><th>cost ×</th><th>latency ×</th>"
+            f"<th>frontier</th><th>per category</th></tr>{body}</table>")
+
+
 def write_html(board: dict[str, Any], path: Path, title: str = "rankgate leaderboard") -> None:
     e = html.escape
     rows = []
@@ -166,7 +187,7 @@ def write_html(board: dict[str, Any], path: Path, title: str = "rankgate leaderb
     imgs = "".join(
         f'<figure><img alt="{e(n)}" src="data:image/png;base64,'
         f'{base64.b64encode(d).decode()}"/></figure>' for n, d in plots(board).items())
-    made_of = _made_of(board)
+    made_of = _made_of(board) + _variants_html(board)
     warnings = "".join(f"<li>{e(m['model'])}: {e(w)}</li>" for m in board["models"]
                        for w in m["warnings"] + ([m["ece_warning"]] if m["ece_warning"] else []))
     doc = f"""<!doctype html><html><head><meta charset="utf-8"><title>{e(title)}</title>
