@@ -15,7 +15,8 @@ round), single-stream decode tokens/s (first → last token, c = 1), and TTFT p5
 requests. The machine's load average is printed before and after: llama.cpp's spinning threads
 slow down badly when another process takes a core, so run it on a quiet machine.
 
-Run: ``.venv/bin/python bench/panel_speed.py [--max-tokens 64] [--models a,b] [--json]``
+Run: ``.venv/bin/python bench/panel_speed.py [--max-tokens 64] [--repeat 3] [--models a,b]
+[--json]``
 (needs the panel prepared: ``rankgate panel prepare``).
 """
 
@@ -83,8 +84,10 @@ def _stream_once(create: Any, i: int, max_tokens: int, out: list[dict[str, float
 def _round(create: Any, c: int, max_tokens: int) -> dict[str, float]:
     out: list[dict[str, float]] = []
     barrier = threading.Barrier(c)
+    if c == 1:  # in this thread: llama.cpp called from a fresh thread runs ~30% slower (raw)
+        _stream_once(create, 0, max_tokens, out, barrier)
     threads = [threading.Thread(target=_stream_once, args=(create, i, max_tokens, out, barrier))
-               for i in range(c)]
+               for i in range(c)] if c > 1 else []
     for t in threads:
         t.start()
     for t in threads:
@@ -96,6 +99,12 @@ def _round(create: Any, c: int, max_tokens: int) -> dict[str, float]:
             "ttft_p50": statistics.median(ttfts),
             "ttft_p95": ttfts[min(len(ttfts) - 1, round(0.95 * (len(ttfts) - 1)))],
             "tokens": sum(r["tokens"] for r in out)}
+
+
+def _rounds(create: Any, c: int, max_tokens: int, repeat: int) -> dict[str, float]:
+    """``repeat`` rounds at concurrency ``c``: the median of each figure."""
+    runs = [_round(create, c, max_tokens) for _ in range(repeat)]
+    return {k: statistics.median(r[k] for r in runs) for k in runs[0]}
 
 
 def _gateway(slots: int, tmp: str) -> tuple[subprocess.Popen[bytes], str]:
@@ -115,7 +124,7 @@ def _gateway(slots: int, tmp: str) -> tuple[subprocess.Popen[bytes], str]:
     raise SystemExit("the gateway did not start")
 
 
-def _via_gateway(slots: int, models: list[str], max_tokens: int, tmp: str
+def _via_gateway(slots: int, models: list[str], max_tokens: int, repeat: int, tmp: str
                  ) -> dict[str, dict[int, dict[str, float]]]:
     proc, base = _gateway(slots, tmp)
     try:
@@ -127,14 +136,15 @@ def _via_gateway(slots: int, models: list[str], max_tokens: int, tmp: str
             def create(m: str = m, **kw: Any) -> Any:
                 return client.chat.completions.create(model=m, **kw)
 
-            res[m] = {c: _round(create, c, max_tokens) for c in CONCURRENCY}
+            res[m] = {c: _rounds(create, c, max_tokens, repeat) for c in CONCURRENCY}
         return res
     finally:
         proc.terminate()
         proc.wait(60)
 
 
-def _raw(models: list[str], max_tokens: int) -> dict[str, dict[int, dict[str, float]]]:
+def _raw(models: list[str], max_tokens: int, repeat: int
+         ) -> dict[str, dict[int, dict[str, float]]]:
     import llama_cpp
 
     from rankgate.config import Settings
@@ -151,7 +161,7 @@ def _raw(models: list[str], max_tokens: int) -> dict[str, dict[int, dict[str, fl
                                 n_ctx=bundled.context_window, n_threads=settings.threads,
                                 n_threads_batch=settings.threads, verbose=False)
         llama.create_chat_completion(messages=_prompt(0), max_tokens=4)
-        res[m] = {1: _round(llama.create_chat_completion, 1, max_tokens)}
+        res[m] = {1: _rounds(llama.create_chat_completion, 1, max_tokens, repeat)}
         llama.close()
     return res
 
@@ -159,22 +169,26 @@ def _raw(models: list[str], max_tokens: int) -> dict[str, dict[int, dict[str, fl
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--max-tokens", type=int, default=64)
+    ap.add_argument("--repeat", type=int, default=3, help="rounds per model and concurrency "
+                    "(medians reported)")
     ap.add_argument("--models", default="smollm2-135m,qwen2.5-coder-0.5b,qwen2.5-coder-1.5b")
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args()
     models = args.models.split(",")
     load_before = _load()
     with tempfile.TemporaryDirectory() as tmp:
-        results = {"raw": _raw(models, args.max_tokens),
-                   "serial": _via_gateway(0, models, args.max_tokens, tmp),
-                   "batched": _via_gateway(max(CONCURRENCY), models, args.max_tokens, tmp)}
-    report = {"cores": os.cpu_count(), "max_tokens": args.max_tokens,
+        results = {"raw": _raw(models, args.max_tokens, args.repeat),
+                   "serial": _via_gateway(0, models, args.max_tokens, args.repeat, tmp),
+                   "batched": _via_gateway(max(CONCURRENCY), models, args.max_tokens,
+                                           args.repeat, tmp)}
+    report = {"cores": os.cpu_count(), "max_tokens": args.max_tokens, "repeat": args.repeat,
               "load_before": load_before, "load_after": _load(), "results": results}
     if args.json:
         print(json.dumps(report, indent=2))
         return
     t = Table(title=f"embedded panel, {os.cpu_count()} cores, {args.max_tokens} tokens per "
-                    f"answer (load {load_before} → {report['load_after']})")
+                    f"answer, median of {args.repeat} rounds (load {load_before} → "
+                    f"{report['load_after']})")
     for col in ("model", "c", "raw tok/s", "serial agg tok/s", "batched agg tok/s",
                 "batched / serial", "TTFT p50/p95 serial", "TTFT p50/p95 batched"):
         t.add_column(col)

@@ -241,7 +241,7 @@ class LocalWeights:
         if self.slots:
             try:
                 self.engine = BatchEngine(llama, self.n_ctx, self.slots, threads,
-                                          self.budget.cpu)
+                                          self.budget.cpu, self.budget.executor)
             except BaseException:
                 llama.close()
                 raise

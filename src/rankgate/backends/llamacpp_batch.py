@@ -37,6 +37,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from concurrent.futures import Executor
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -123,7 +124,7 @@ class BatchEngine:
     """Many sequences of one model, decoded together; see the module docstring."""
 
     def __init__(self, llama: Any, n_ctx: int, slots: int, threads: int,
-                 gate: threading.Semaphore) -> None:
+                 gate: threading.Semaphore, compute: Executor | None = None) -> None:
         import llama_cpp
 
         self._lib = llama_cpp
@@ -131,6 +132,11 @@ class BatchEngine:
         self.n_ctx = n_ctx
         self.slots = slots
         self.gate = gate  # the process's CPU budget, held for each decode step
+        # where decodes run: the threads every local model loads and computes on. llama.cpp's
+        # OpenMP keeps a thread team per calling thread; with one engine thread per model
+        # each model had its own team, and a model decoded ~25% slower once another had run
+        # (measured through the gateway). One set of calling threads keeps one set of teams.
+        self._compute = compute
         params = llama_cpp.llama_context_default_params()
         params.n_ctx = n_ctx * slots
         params.n_batch = PREFILL_CHUNK
@@ -270,7 +276,10 @@ class BatchEngine:
         batch.n_tokens = n
         with self.gate:
             t0 = time.perf_counter()
-            rc = lib.llama_decode(self._ctx, batch)
+            if self._compute is not None:
+                rc = self._compute.submit(lib.llama_decode, self._ctx, batch).result()
+            else:
+                rc = lib.llama_decode(self._ctx, batch)
             dt = time.perf_counter() - t0
         if rc != 0:
             raise BackendError(f"llama.cpp decode failed (code {rc}) on a batch of {n} tokens")
