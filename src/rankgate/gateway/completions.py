@@ -491,6 +491,11 @@ async def _admit(state: GatewayState, call: RequestRecord, spec: ModelSpec,
         return
     n_in, n_out = _estimate(payload, call.prompt or "")
     est_cost = state.pricers[spec.id].estimate(n_in, n_out)
+    # a variant that calls its base k times (self-consistency) may spend k requests' worth
+    k = getattr(state.backends.get(spec.id), "calls_per_request", 1)
+    if k > 1:
+        n_in, n_out = n_in * k, n_out * k
+        est_cost = None if est_cost is None else est_cost * k
     call.ticket = await state.limiter.admit(call.key, n_in + n_out, est_cost)
 
 

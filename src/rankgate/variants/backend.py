@@ -62,6 +62,8 @@ class VariantBackend:
         self._owns_inner = owns_inner
         self.capabilities = spec.narrow(recipe.capabilities(inner.capabilities))
         self.context_window: int | None = inner.context_window
+        #: calls of the base model per request (``+cot+sc5``: 5), for budget reservations
+        self.calls_per_request: int = recipe.calls() * getattr(inner, "calls_per_request", 1)
 
     async def load(self) -> None:
         await self.inner.load()

@@ -69,6 +69,11 @@ class Recipe:
     def capabilities(self, caps: Capabilities) -> Capabilities:
         return caps
 
+    def calls(self) -> int:
+        """How many calls of the inner model one request makes (budget reservations must
+        hold all of them, not one)."""
+        return 1
+
     async def load(self) -> None:
         """Warm up what the recipe needs (an example index); the base loads itself."""
 

@@ -188,6 +188,9 @@ class SelfConsistency(Recipe):
     def capabilities(self, caps: Capabilities) -> Capabilities:
         return _no_logprobs(caps)
 
+    def calls(self) -> int:
+        return self.k
+
     async def complete(self, inner: Backend, kind: Kind, payload: dict[str, Any]) -> Result:
         """k calls one after the other (so latency, like cost, is that of all k), each with
         its own seed; the answer is the first reply whose final answer won the vote."""
