@@ -38,7 +38,7 @@ async def climb(panel: Panel, settings: Settings, base: str, items: list[Item], 
     from rankgate.runtime import open_panel
     from rankgate.variants import RecipeError
     from rankgate.variants.base import RecipeContext
-    from rankgate.variants.ladder import BRANCHES, Step, compare, summary
+    from rankgate.variants.ladder import BRANCHES, Step, compare, compare_by_category, summary
     from rankgate.variants.quant import available_quants
 
     rt = open_panel(panel, settings, [base])
@@ -92,7 +92,8 @@ async def climb(panel: Panel, settings: Settings, base: str, items: list[Item], 
                 pays, reason = rule.pays(c["diff"], c["cost_ratio"])
                 fields = {k: v for k, v in c.items() if k != "n"}
                 steps.append(Step(model, branch, recipe, against,
-                                  "adopted" if pays else "not adopted", reason, **s, **fields))
+                                  "adopted" if pays else "not adopted", reason, **s, **fields,
+                                  categories=compare_by_category(outcomes, model, against)))
                 if not pays:
                     break  # this branch stops climbing
                 if not quant:
@@ -152,6 +153,13 @@ def markdown(steps: list[Step], rec: Step, head: str) -> str:
                      f"{_num(s.cost_ratio, '{:.2f}')} | {_num(s.latency_ratio, '{:.2f}')} | "
                      f"{_num(s.cost_usd_per_1k)} | {s.verdict}"
                      f"{': ' + s.reason if s.reason else ''} |")
+    for s in steps:
+        if s.categories:
+            lines += ["", f"### {s.model} vs {s.against}, per category", "",
+                      "| category | n | Δ [95% CI] | cost × | latency × |", "|---|---|---|---|---|"]
+            lines += [f"| {c} | {r['n']} | {r['diff']:+.1%} [{_pct(r['ci_low'], True)}, "
+                      f"{_pct(r['ci_high'], True)}] | {_num(r['cost_ratio'], '{:.2f}')} | "
+                      f"{_num(r['latency_ratio'], '{:.2f}')} |" for c, r in s.categories.items()]
     lines += ["", f"**Recommended: `{rec.model}`** ({_pct(rec.accuracy)} on {rec.n} items, "
               f"${_num(rec.cost_usd_per_1k)} per 1k requests)."]
     return "\n".join(lines) + "\n"

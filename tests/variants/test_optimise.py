@@ -11,7 +11,8 @@ from pathlib import Path
 import orjson
 import pytest
 
-from rankgate.variants.ladder import Rule
+from rankgate.outcomes import Outcome
+from rankgate.variants.ladder import Rule, compare_by_category
 from tests.variants.conftest import POOL
 
 
@@ -23,6 +24,21 @@ def test_a_step_pays_when_its_gain_covers_its_cost():
     assert rule.pays(0.0, 0.5)[0]  # as good and cheaper
     assert not rule.pays(-0.02, 0.5)[0]  # cheaper but worse
     assert rule.pays(0.03, None)[0]  # cost unknown: the gain decides
+
+
+def test_each_rung_is_compared_within_each_category_on_its_own_items():
+    def o(i: int, model: str, score: float, cat: str) -> Outcome:
+        return Outcome(prompt_id=f"{cat}{i}", prompt="p", model=model, score=score,
+                       cost_usd=0.002 if "+" in model else 0.001, latency_s=1.0,
+                       category=cat)
+
+    rows = [o(i, m, s, c) for i in range(6) for c, (base, var) in
+            {"math": (0.0, 1.0), "extraction": (1.0, 0.0)}.items()
+            for m, s in (("m", base), ("m+cot", var))]
+    by = compare_by_category(rows, "m+cot", "m")
+    assert set(by) == {"math", "extraction"}
+    assert by["math"]["n"] == 6 and by["math"]["diff"] == 1.0
+    assert by["extraction"]["diff"] == -1.0 and by["extraction"]["cost_ratio"] == 2.0
 
 
 @pytest.fixture
@@ -67,7 +83,10 @@ def test_the_ladder_climbs_stops_unpaid_branches_and_reports(setup):
     assert steps["echo+q…"]["verdict"] == "skipped"
     assert "no other quantisation of echo is installed" in steps["echo+q…"]["reason"]
     assert report["recommended"] == "echo"
-    assert (setup["out"] / "report.md").read_text().count("| echo") == 5
+    md = (setup["out"] / "report.md").read_text()
+    assert md.count("| echo") == 5
+    assert "### echo+system vs echo, per category" in md and "| greeting | 2 |" in md
+    assert steps["echo+system"]["categories"]["greeting"]["n"] == 2
     assert sorted(set(m for m, _ in outcome_pairs(setup))) == [
         "echo", "echo+cot", "echo+retrieved", "echo+system"]
 

@@ -72,6 +72,8 @@ class Step:
     p_value: float | None = None
     cost_ratio: float | None = None
     latency_ratio: float | None = None
+    #: the same comparison within each category of the items (small n: read the intervals)
+    categories: dict[str, dict[str, Any]] | None = None
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -92,12 +94,15 @@ def summary(outcomes: list[Outcome], model: str, ids: set[str]) -> dict[str, Any
             "latency_s": _mean([o.latency_s for o in rows])}
 
 
-def compare(outcomes: list[Outcome], new: str, old: str) -> dict[str, Any]:
-    """``new`` against ``old`` on the items both answered: paired difference with its 95%
-    interval, and the ratios of mean cost and latency on those items."""
+def compare(outcomes: list[Outcome], new: str, old: str, category: str | None = None
+            ) -> dict[str, Any]:
+    """``new`` against ``old`` on the items both answered (of ``category``, when given):
+    paired difference with its 95% interval, and the ratios of mean cost and latency on
+    those items."""
     by: dict[str, dict[str, Outcome]] = {new: {}, old: {}}
     for o in outcomes:
-        if o.model in by and o.score is not None and o.error is None:
+        if o.model in by and o.score is not None and o.error is None \
+                and (category is None or (o.category or "uncategorised") == category):
             by[o.model][o.prompt_id] = o
     ids = sorted(set(by[new]) & set(by[old]))
     if not ids:
@@ -115,3 +120,11 @@ def compare(outcomes: list[Outcome], new: str, old: str) -> dict[str, Any]:
     return {"n": r.n, "diff": r.diff, "ci_low": r.low, "ci_high": r.high,
             "p_value": r.p_value, "cost_ratio": ratio("cost_usd"),
             "latency_ratio": ratio("latency_s")}
+
+
+def compare_by_category(outcomes: list[Outcome], new: str, old: str
+                        ) -> dict[str, dict[str, Any]]:
+    """:func:`compare` within each category of the items ``new`` answered: where a recipe
+    helps (maths with chain-of-thought) and where it hurts (extraction) often differ."""
+    cats = sorted({o.category or "uncategorised" for o in outcomes if o.model == new})
+    return {c: r for c in cats if (r := compare(outcomes, new, old, c))["n"]}
