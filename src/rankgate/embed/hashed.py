@@ -41,7 +41,7 @@ from typing import Any
 
 import numpy as np
 
-from rankgate.embed.window import head_tail_window
+from rankgate.embed.window import WindowedEmbedder
 
 N_SURFACE = 5
 _HASH_NAME = re.compile(r"hash1-sk[^/]+/w1-2\+cwb3-5/f2\^(\d+)/log1p-l2/ww([^/]+)/"
@@ -61,7 +61,7 @@ def _sklearn_minor() -> str:
         return "unknown"
 
 
-class HashEmbedder:
+class HashEmbedder(WindowedEmbedder):
     """Texts → L2-normalised float32 vectors [n, ``dim``]; deterministic for a given ``name``.
 
     A :class:`rankgate.embed.Embedder`, with the same extras as
@@ -113,14 +113,6 @@ class HashEmbedder:
         return cls(cache_path, dim=int(rp) + int(n_surface), n_features=int(f),
                    proj_nnz=int(nnz), seed=int(seed), head_chars=int(head),
                    tail_chars=int(tail), word_weight=float(ww), feature_weight=float(fw))
-
-    def window(self, text: str) -> str:
-        """The part of ``text`` that is read (all of it when short enough), encodable as UTF-8."""
-        return head_tail_window(text, self.head_chars, self.tail_chars)
-
-    def __call__(self, texts: Sequence[str]) -> np.ndarray:
-        """Same as :meth:`embed`: shorthand for scripts and tests."""
-        return self.embed(texts)
 
     def embed(self, texts: Sequence[str]) -> np.ndarray:
         """Embeddings of ``texts`` [n, dim] float32 (a single ``str`` is taken as one text)."""

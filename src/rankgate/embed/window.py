@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
+import numpy as np
+
 _SEP = " … "
 
 
@@ -17,3 +21,23 @@ def head_tail_window(text: str, head_chars: int, tail_chars: int) -> str:
     except UnicodeEncodeError:
         text = text.encode("utf-8", "replace").decode("utf-8")
     return text
+
+
+class WindowedEmbedder:
+    """What every built-in embedder shares: it reads only a head/tail window of each text
+    (``head_chars`` + ``tail_chars``) and can be called like a function. Subclasses set the
+    two sizes and define ``embed``."""
+
+    head_chars: int
+    tail_chars: int
+
+    def embed(self, texts: Sequence[str]) -> np.ndarray:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def window(self, text: str) -> str:
+        """The part of ``text`` that is read (all of it when short enough), encodable as UTF-8."""
+        return head_tail_window(text, self.head_chars, self.tail_chars)
+
+    def __call__(self, texts: Sequence[str]) -> np.ndarray:
+        """Same as :meth:`embed`: shorthand for scripts and tests."""
+        return self.embed(texts)

@@ -111,11 +111,16 @@ def with_messages(kind: Kind, payload: dict[str, Any], messages: list[dict[str, 
     return {**payload, "prompt": prompt_text({"messages": messages})}
 
 
+def last_user_index(messages: list[dict[str, Any]]) -> int | None:
+    """Where the request's last user message is (the question being asked), or None."""
+    return max((i for i, m in enumerate(messages) if m.get("role") == "user"), default=None)
+
+
 def insert_before_last_user(messages: list[dict[str, Any]], turns: list[dict[str, Any]]
                             ) -> list[dict[str, Any]]:
     """``turns`` (example user/assistant pairs) placed just before the last user message,
     after any system messages: where a chat model expects demonstrations."""
-    last = max((i for i, m in enumerate(messages) if m.get("role") == "user"), default=None)
+    last = last_user_index(messages)
     if last is None:
         return [*messages, *turns]
     return [*messages[:last], *turns, *messages[last:]]

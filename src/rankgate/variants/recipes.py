@@ -24,6 +24,7 @@ from rankgate.variants.base import (
     Recipe,
     RecipeError,
     insert_before_last_user,
+    last_user_index,
     payload_messages,
     with_messages,
 )
@@ -147,7 +148,7 @@ class ChainOfThought(Recipe):
 
     async def request(self, kind: Kind, payload: dict[str, Any]) -> dict[str, Any]:
         messages = payload_messages(kind, payload)
-        last = max((i for i, m in enumerate(messages) if m.get("role") == "user"), default=None)
+        last = last_user_index(messages)
         if last is None or not isinstance(messages[last].get("content"), str):
             messages.append({"role": "user", "content": self.instruction})
         else:
