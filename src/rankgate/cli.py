@@ -724,6 +724,26 @@ def _print_variants(board: dict) -> None:
                   "★" + (f" displaces {', '.join(r['displaces'])}" if r["displaces"] else "")
                   if r["moves_frontier"] else "", cats)
     console.print(t)
+    si = board.get("stand_ins")
+    if not si or not si["compared"]:
+        return
+
+    def line(r: dict) -> str:
+        return (f"{r['variant']} vs {r['model']} ({r['category']}, n={r['n']}): "
+                f"{r['diff']:+.1%} [{r['ci_low']:+.1%}, {r['ci_high']:+.1%}] at "
+                f"{r['cost_ratio']:.2f}× the cost")
+
+    if si["found"]:
+        console.print(f"[bold]variants non-inferior to a dearer model[/] (lower bound above "
+                      f"−{si['margin']:.0%}):", highlight=False)
+        for r in si["found"]:
+            console.print("  " + line(r), highlight=False)
+    else:
+        console.print(f"no variant is non-inferior to a dearer model at the −{si['margin']:.0%} "
+                      f"margin, overall or in any category ({si['compared']} paired "
+                      "comparisons); closest:", highlight=False)
+        for r in si["closest"][:3]:
+            console.print("  " + line(r), highlight=False)
 
 
 def _outcome_path(f: Path) -> Path:

@@ -75,3 +75,34 @@ def test_rank_prints_and_exports_the_variant_effects(tmp_path):
     js = subprocess.run([sys.executable, "-m", "rankgate", "rank", "--outcomes", str(f),
                          "--json"], capture_output=True, timeout=120)
     assert orjson.loads(js.stdout)["variants"][0]["variant"] == "small+cot"
+
+
+def test_a_variant_that_matches_a_dearer_model_in_one_category_stands_in_there():
+    n = 60
+    # the dearer model: right on every math item, on half of the code items
+    big = [Outcome(f"i{k}", "q", "big", 1.0 if k % 2 == 0 or k % 4 == 1 else 0.0,
+                   cost_usd=0.01, category="math" if k % 2 == 0 else "code") for k in range(n)]
+    # small+cot: as good on math, never right on code; small: never right
+    cot = [Outcome(f"i{k}", "q", "small+cot", 1.0 if k % 2 == 0 else 0.0, cost_usd=0.002,
+                   category="math" if k % 2 == 0 else "code") for k in range(n)]
+    small = [Outcome(o.prompt_id, "q", "small", 0.0, cost_usd=0.001, category=o.category)
+             for o in cot]
+    si = leaderboard(big + cot + small, margin=0.05)["stand_ins"]
+    found = {(r["variant"], r["model"], r["category"]) for r in si["found"]}
+    assert found == {("small+cot", "big", "math")}  # not overall, not code
+    assert si["found"][0]["cost_ratio"] == pytest.approx(0.2)
+    # the base is never compared with its own variant, nor a model with a cheaper one
+    assert all(r["model"] == "big" for r in si["found"] + si["closest"])
+
+
+def test_rank_says_plainly_when_no_variant_stands_in(tmp_path):
+    f = tmp_path / "o.jsonl"
+    write_jsonl(f, [o for m in ("small", "small+cot") for o in
+                    rows(m, [0.0] * 40, 0.001 * (1 + ("+" in m)), 1.0)]
+                + rows("big", [1.0] * 40, 0.01, 1.0))
+    out = subprocess.run([sys.executable, "-m", "rankgate", "rank", "--outcomes", str(f)],
+                         capture_output=True, text=True, timeout=120,
+                         env={"COLUMNS": "200", "PATH": ""})
+    assert out.returncode == 0, out.stderr
+    assert "no variant is non-inferior to a dearer model" in out.stdout
+    assert "small+cot vs big (all, n=40): -100.0%" in out.stdout

@@ -17,7 +17,7 @@ import numpy as np
 from rankgate.outcomes import Outcome, models_of
 from rankgate.rank import bradley_terry as bt
 from rankgate.rank import calibration, pareto, stats
-from rankgate.rank.variants import variant_effects
+from rankgate.rank.variants import stand_ins, variant_effects
 
 SMALL_N = 30
 
@@ -155,4 +155,6 @@ def leaderboard(outcomes: list[Outcome], votes: list[bt.Vote] | None = None,
         "votes": {"n": len(votes or []), "by_source": bt.count_sources(list(votes or []))},
     }
     board["variants"] = variant_effects(outcomes, board)  # each base+recipe vs its base
+    if board["variants"]:  # can a variant of a cheaper model stand in for a dearer one?
+        board["stand_ins"] = stand_ins(outcomes, board, margin)
     return board

@@ -6,6 +6,10 @@ scores), overall and per category. Beside quality stand the prices of the change
 of mean cost and of mean latency on those items — and whether the variant moves the
 cost/quality Pareto frontier of the whole models: it does when it is on the frontier of
 models + variants (``displaces`` lists the models it pushes off the models-only frontier).
+
+:func:`stand_ins` asks the question a team optimising a cheap model cares about: is a variant
+of a cheaper model *non-inferior* to a dearer model, overall or within a category — the lower
+bound of its paired difference above −margin — so that the dearer model can be replaced there?
 """
 
 from __future__ import annotations
@@ -91,6 +95,42 @@ def variant_effects(outcomes: list[Outcome], board: dict[str, Any]) -> list[dict
         row["categories"] = {c: _paired(va, vb, cids) for c, cids in sorted(cats.items())}
         rows.append(row)
     return rows
+
+
+def stand_ins(outcomes: list[Outcome], board: dict[str, Any], margin: float
+              ) -> dict[str, Any]:
+    """Each variant against every plain model dearer than it (mean cost per request), on the
+    items both answered, overall and per category: paired difference, interval and whether it
+    is non-inferior at ``margin``. ``found`` lists the non-inferior pairs; ``closest`` the
+    comparisons whose lower bound came nearest the margin (what would need more items)."""
+    scored: dict[str, dict[str, Outcome]] = defaultdict(dict)
+    for o in outcomes:
+        if o.score is not None and o.error is None:
+            scored[o.model][o.prompt_id] = o
+    present = set(scored)
+    cost = {e["model"]: e["cost_usd_per_1k"] for e in board["models"]}
+    plain = [m for m in scored if "+" not in m or base_of(m, present) is None]
+    rows: list[dict[str, Any]] = []
+    for v in scored:
+        if base_of(v, present) is None or cost.get(v) is None:
+            continue
+        for m in plain:
+            if m == v or cost.get(m) is None or cost[m] <= cost[v]:  # type: ignore[operator]
+                continue
+            ids = sorted(set(scored[v]) & set(scored[m]))
+            cats: dict[str, list[str]] = defaultdict(list)
+            for i in ids:
+                cats[scored[v][i].category or "uncategorised"].append(i)
+            for cat, cids in [("all", ids), *sorted(cats.items())]:
+                if not cids:
+                    continue
+                r = _paired(scored[v], scored[m], cids)
+                rows.append({"variant": v, "model": m, "category": cat,
+                             "cost_ratio": cost[v] / cost[m],  # type: ignore[operator]
+                             **r, "non_inferior": r["ci_low"] > -margin})
+    rows.sort(key=lambda r: -r["ci_low"])
+    return {"margin": margin, "found": [r for r in rows if r["non_inferior"]],
+            "closest": [r for r in rows if not r["non_inferior"]][:5], "compared": len(rows)}
 
 
 def describe(row: dict[str, Any]) -> str:
