@@ -7,7 +7,9 @@ from typing import Any
 
 import pytest
 
+from rankgate.backends.base import BackendError
 from rankgate.config import Settings
+from rankgate.panel import parse_panel
 from rankgate.runtime import open_panel
 from rankgate.variants.recipes import COT_INSTRUCTION, DEFAULT_EXAMPLES, DEFAULT_SYSTEM
 from tests.variants.conftest import faulty_panel
@@ -74,7 +76,7 @@ async def test_sampling_sets_the_temperature_it_names(anyio_backend, settings):
 async def test_self_consistency_makes_k_calls_with_distinct_seeds(anyio_backend, settings):
     got, result = await received(settings, "echo+sc3")
     assert len(got) == 3
-    assert [p["seed"] for _, p in got] == [0, 1, 2]
+    assert sorted(p["seed"] for _, p in got) == [0, 1, 2]
     assert all(p["temperature"] == 0.7 and p["messages"] == QUESTION for _, p in got)
     assert result.body["rankgate_votes"] == {"samples": 3, "winner_votes": 3,
                                              "distinct_answers": 1}
@@ -127,3 +129,27 @@ async def test_a_streamed_system_variant_passes_the_rewritten_request_through(an
     finally:
         await rt.aclose()
     assert sent["messages"][0]["role"] == "system"
+
+
+async def test_self_consistency_runs_its_k_samples_at_once(anyio_backend, settings):
+    panel = parse_panel([{"id": "slow", "backend": "faulty", "upstream_model": "slow-200"}],
+                        "test-panel.yaml")
+    rt = open_panel(panel, settings, ["slow+sc4"])
+    try:
+        result = await rt.backends["slow+sc4"].complete("chat", PAYLOAD)
+        assert rt.backends["slow"].peak == 4  # all four in flight together
+        assert result.body["rankgate_votes"]["samples"] == 4
+    finally:
+        await rt.aclose()
+
+
+async def test_a_failing_sample_fails_the_request_with_its_error(anyio_backend, settings):
+    panel = parse_panel([{"id": "bad", "backend": "faulty", "upstream_model": "error-503"}],
+                        "test-panel.yaml")
+    rt = open_panel(panel, settings, ["bad+sc3"])
+    try:
+        with pytest.raises(BackendError, match="503"):
+            await rt.backends["bad+sc3"].complete("chat", PAYLOAD)
+        assert rt.backends["bad"].in_flight == 0
+    finally:
+        await rt.aclose()

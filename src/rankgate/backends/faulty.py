@@ -111,12 +111,15 @@ def build(spec: ModelSpec, res: Resources) -> FaultyBackend:
 class FaultyBackend:
     """One panel model of ``backend: faulty``; ``calls`` counts every complete/stream call
     (tests use it to prove a call was or was not made) and ``received`` keeps the latest
-    requests as sent (tests inspect what a wrapper such as a variant changed)."""
+    requests as sent (tests inspect what a wrapper such as a variant changed); ``peak`` is
+    the most ``complete`` calls it has had in flight at once (tests of concurrency)."""
 
     def __init__(self, spec: ModelSpec) -> None:
         self.spec = spec
         self.fault = spec.name_upstream
         self.calls = 0
+        self.in_flight = 0
+        self.peak = 0
         self.received: deque[tuple[Kind, dict[str, Any]]] = deque(maxlen=1000)
         # a stand-in for a hosted model: takes what one would (a panel entry may narrow it)
         self.capabilities = spec.narrow(Capabilities(streaming=True, tools=True, images=True,
@@ -162,7 +165,12 @@ class FaultyBackend:
     async def complete(self, kind: Kind, payload: dict[str, Any]) -> Result:
         t0 = time.perf_counter()
         self.received.append((kind, payload))
-        await self._answer_head(stream=False)
+        self.in_flight += 1
+        self.peak = max(self.peak, self.in_flight)
+        try:
+            await self._answer_head(stream=False)
+        finally:
+            self.in_flight -= 1
         words, finish = _reply(kind, payload)
         usage = Usage(prompt_words(kind, payload), len(words))
         text = " ".join(words)

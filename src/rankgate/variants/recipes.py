@@ -5,8 +5,8 @@
 * ``cot``     — asks for step-by-step reasoning and a last ``Answer:`` line, and hands the
   caller only the answer (the reasoning moves to ``reasoning_content``), so the workload's
   scorers grade what the model concluded;
-* ``sc``      — self-consistency: k samples (``sc5``), majority vote over their final answers;
-  usage, cost and latency are those of all k calls;
+* ``sc``      — self-consistency: k samples at once (``sc5``), majority vote over their final
+  answers; usage and cost are those of all k calls, latency the wall time of all k;
 * ``t``       — sampling parameters (``t07``: temperature 0.7; YAML: ``top_p``, ``seed``…).
 
 Retrieved examples and quantisations need the outside world and live in ``retrieval.py`` and
@@ -15,6 +15,7 @@ Retrieved examples and quantisations need the outside world and live in ``retrie
 
 from __future__ import annotations
 
+import asyncio
 from collections import Counter
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -193,18 +194,27 @@ class SelfConsistency(Recipe):
         return self.k
 
     async def complete(self, inner: Backend, kind: Kind, payload: dict[str, Any]) -> Result:
-        """k calls one after the other (so latency, like cost, is that of all k), each with
-        its own seed; the answer is the first reply whose final answer won the vote."""
+        """k calls at once, each with its own seed — a local model decodes them in one batch
+        (its parallel slots), a remote one answers them side by side — so the latency is the
+        wall time of all k together and the cost the sum of the k calls'. The answer is the
+        first reply (in seed order) whose final answer won the vote."""
         from rankgate.backends.base import Result, Usage
 
         seed = payload.get("seed") if isinstance(payload.get("seed"), int) else 0
         temperature = max(float(payload.get("temperature") or 0.0), self.temperature)
-        results: list[Result] = []
+        samples = []
         for i in range(self.k):
             sample = {**payload, "temperature": temperature, "seed": seed + i}
             sample.pop("logprobs", None)
             sample.pop("top_logprobs", None)
-            results.append(await inner.complete(kind, sample))
+            samples.append(sample)
+        tasks = [asyncio.ensure_future(inner.complete(kind, s)) for s in samples]
+        try:
+            results: list[Result] = list(await asyncio.gather(*tasks))
+        except BaseException:
+            for t in tasks:  # one sample failed: the others would only waste the slots
+                t.cancel()
+            raise
         keys = [vote_key(_body_text(r.body)) for r in results]
         winner, votes = Counter(keys).most_common(1)[0]
         chosen = results[keys.index(winner)]
