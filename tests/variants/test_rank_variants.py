@@ -85,7 +85,8 @@ def test_a_variant_that_matches_a_dearer_model_in_one_category_stands_in_there()
     # small+cot: as good on math, never right on code; small: never right
     cot = [Outcome(f"i{k}", "q", "small+cot", 1.0 if k % 2 == 0 else 0.0, cost_usd=0.002,
                    category="math" if k % 2 == 0 else "code") for k in range(n)]
-    small = [Outcome(o.prompt_id, "q", "small", 0.0, cost_usd=0.001, category=o.category)
+    # small (its base): never right, and dearer than its variant, yet never compared with it
+    small = [Outcome(o.prompt_id, "q", "small", 0.0, cost_usd=0.003, category=o.category)
              for o in cot]
     si = leaderboard(big + cot + small, margin=0.05)["stand_ins"]
     found = {(r["variant"], r["model"], r["category"]) for r in si["found"]}

@@ -115,8 +115,9 @@ def stand_ins(outcomes: list[Outcome], board: dict[str, Any], margin: float
         if base_of(v, present) is None or cost.get(v) is None:
             continue
         for m in plain:
-            if m == v or cost.get(m) is None or cost[m] <= cost[v]:  # type: ignore[operator]
-                continue
+            if m == v or v.startswith(m + "+") or cost.get(m) is None \
+                    or cost[m] <= cost[v]:  # type: ignore[operator]
+                continue  # its own base is variant_effects' business; cheaper is no question
             ids = sorted(set(scored[v]) & set(scored[m]))
             cats: dict[str, list[str]] = defaultdict(list)
             for i in ids:
