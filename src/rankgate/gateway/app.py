@@ -81,7 +81,10 @@ def _cache(settings: Settings, routing: RoutingTable) -> ResponseCache | None:
         kind = settings.semantic_cache_embedder
         embedder = make_embedder(kind, settings.home / "cache" / "embeddings.sqlite")
         # a router already serving with the same embedder shares its model and cache
-        embedder = routing.embedders.get(embedder.name, embedder)
+        shared = routing.embedders.get(embedder.name)
+        if shared is not None:
+            embedder.close()  # the one built just to learn its name (it has a cache open)
+            embedder = shared
         threshold = settings.semantic_cache_threshold
         semantic = SemanticCache(embedder, threshold=default_threshold(kind)
                                  if threshold is None else threshold,
