@@ -40,6 +40,15 @@ def _ratio(a: list[float], b: list[float]) -> float | None:
     return float(np.mean(a)) / float(np.mean(b))
 
 
+def _scored(outcomes: list[Outcome]) -> dict[str, dict[str, Outcome]]:
+    """model → item → its scored, error-free outcome."""
+    scored: dict[str, dict[str, Outcome]] = defaultdict(dict)
+    for o in outcomes:
+        if o.score is not None and o.error is None:
+            scored[o.model][o.prompt_id] = o
+    return scored
+
+
 def _paired(va: dict[str, Outcome], vb: dict[str, Outcome], ids: list[str]) -> dict[str, Any]:
     a = np.array([float(va[i].score) for i in ids])  # type: ignore[arg-type]
     b = np.array([float(vb[i].score) for i in ids])  # type: ignore[arg-type]
@@ -52,10 +61,7 @@ def variant_effects(outcomes: list[Outcome], board: dict[str, Any]) -> list[dict
     """One row per variant present with its base: the paired difference (overall and per
     category), cost and latency ratios on the shared items, and its place on the frontier.
     ``board`` is the leaderboard being built (its per-model cost and accuracy)."""
-    scored: dict[str, dict[str, Outcome]] = defaultdict(dict)
-    for o in outcomes:
-        if o.score is not None and o.error is None:
-            scored[o.model][o.prompt_id] = o
+    scored = _scored(outcomes)
     present = set(scored)
     entries = {e["model"]: e for e in board["models"]}
     points = {m: (e["cost_usd_per_1k"], e["accuracy"]) for m, e in entries.items()
@@ -103,10 +109,7 @@ def stand_ins(outcomes: list[Outcome], board: dict[str, Any], margin: float
     items both answered, overall and per category: paired difference, interval and whether it
     is non-inferior at ``margin``. ``found`` lists the non-inferior pairs; ``closest`` the
     comparisons whose lower bound came nearest the margin (what would need more items)."""
-    scored: dict[str, dict[str, Outcome]] = defaultdict(dict)
-    for o in outcomes:
-        if o.score is not None and o.error is None:
-            scored[o.model][o.prompt_id] = o
+    scored = _scored(outcomes)
     present = set(scored)
     cost = {e["model"]: e["cost_usd_per_1k"] for e in board["models"]}
     plain = [m for m in scored if "+" not in m or base_of(m, present) is None]
