@@ -21,13 +21,7 @@ from rankgate.panel import parse_panel
 from rankgate.routing import artifact
 from rankgate.routing.base import Knob, OutcomeMatrix, choose, decide
 from rankgate.routing.registry import make
-
-DATA = Path(os.environ.get("RANKGATE_LLMROUTER_DATA",
-                           Path(__file__).resolve().parents[3] / "shared/data/llmrouter-9models"))
-TEXTS = ["What is the capital of France?", "Write a python function to reverse a list.",
-         "Solve 3x + 5 = 20 for x.", "Résumez ce texte en deux phrases."]
-ODD = ["", " ", "\x00", "a\x00b", "\ud800 lone surrogate \udfff", "😀" * 50, "\n\n\t",
-       "שלום עולם", "x" * 200_000, "def f():\n    return 1\n" * 500]
+from tests.embed.samples import DATA, ODD, TEXTS
 
 
 @pytest.fixture(scope="module")

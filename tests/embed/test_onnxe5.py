@@ -8,7 +8,6 @@ bench/routers.py --embedder onnx-e5."""
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import numpy as np
@@ -17,13 +16,7 @@ import pytest
 from rankgate.embed import KINDS, Embedder, make_embedder
 from rankgate.embed._e5graph import GRAPH_FORMAT
 from rankgate.embed.onnxe5 import OnnxE5Embedder
-
-DATA = Path(os.environ.get("RANKGATE_LLMROUTER_DATA",
-                           Path(__file__).resolve().parents[3] / "shared/data/llmrouter-9models"))
-TEXTS = ["What is the capital of France?", "Write a python function to reverse a list.",
-         "Solve 3x + 5 = 20 for x.", "Résumez ce texte en deux phrases."]
-ODD = ["", " ", "\x00", "a\x00b", "\ud800 lone surrogate \udfff", "😀" * 50, "\n\n\t",
-       "שלום עולם", "x" * 200_000, "def f():\n    return 1\n" * 500]
+from tests.embed.samples import DATA, ODD, TEXTS
 
 
 @pytest.fixture(scope="module")

@@ -8,7 +8,6 @@ figures are in bench/embed_speed.py."""
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import numpy as np
@@ -27,13 +26,8 @@ from rankgate.embed._unigram import UnigramTokenizer
 from rankgate.routing import artifact
 from rankgate.routing.base import OutcomeMatrix
 from rankgate.routing.registry import make
+from tests.embed.samples import DATA, ODD, TEXTS
 
-DATA = Path(os.environ.get("RANKGATE_LLMROUTER_DATA",
-                           Path(__file__).resolve().parents[3] / "shared/data/llmrouter-9models"))
-TEXTS = ["What is the capital of France?", "Write a python function to reverse a list.",
-         "Solve 3x + 5 = 20 for x.", "Résumez ce texte en deux phrases."]
-ODD = ["", " ", "\x00", "a\x00b", "\ud800 lone surrogate \udfff", "😀" * 50, "\n\n\t",
-       "שלום עולם", "x" * 200_000, "def f():\n    return 1\n" * 500]
 SMALL = {"pieces": 512, "dim": 64}
 
 
