@@ -91,10 +91,12 @@ def test_an_int8_network_built_again_from_scratch_gives_identical_vectors(int8, 
 def test_smoothing_leaves_the_float_network_the_same_function(int8):
     import onnxruntime as ort
 
+    from rankgate.embed._e5file import read_weights
     from rankgate.embed._e5graph import _graph
     from rankgate.embed._e5smooth import CALIBRATION, activation_ranges, smooth
 
-    _, w, tok, (bos, eos) = int8._load()
+    _, _, tok, (bos, eos) = int8._load()
+    w = read_weights()
     ids = [np.array([bos, *tok.encode("query: " + t), eos]) for t in CALIBRATION[:4]]
     tensors, inputs = smooth(w, activation_ranges(w, ids))
     assert any(not np.allclose(inputs[k], 1.0) for k in inputs)  # it did move something

