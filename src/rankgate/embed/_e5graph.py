@@ -133,17 +133,15 @@ def build(w: E5Weights, path: Path, precision: str,
     os.close(fd)
     try:
         if precision == "fp32":
-            model = _graph(w)
+            onnx.save(_graph(w), tmp)  # type: ignore[arg-type]
         else:
+            from onnxruntime.quantization import QuantType, quantize_dynamic
+
             from rankgate.embed._e5smooth import CALIBRATION, activation_ranges, smooth
 
             assert tokenize is not None
             model = _graph(w, *smooth(w, activation_ranges(w, [tokenize(t)
                                                               for t in CALIBRATION])))
-        if precision == "fp32":
-            onnx.save(model, tmp)  # type: ignore[arg-type]
-        else:
-            from onnxruntime.quantization import QuantType, quantize_dynamic
 
             src = tmp + ".fp32.onnx"
             try:
