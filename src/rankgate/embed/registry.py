@@ -42,7 +42,7 @@ KINDS: tuple[str, ...] = tuple(EMBEDDERS)
 
 
 def make_embedder(name_or_kind: str, cache_path: Path | None = None) -> Embedder:
-    """The embedder for a kind (``"onnx-e5"``, ``"hash"``…: default settings) or for the exact
+    """The embedder for a kind (``"onnx-e5-int8"``, ``"hash"``…: default settings) or for the exact
     name an artifact recorded (its settings parsed back out of the name).
 
     Built from a recorded name, the embedder's own ``name`` can still differ from it when the
