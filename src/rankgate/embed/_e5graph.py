@@ -83,11 +83,13 @@ def _graph(w: E5Weights, tensors: dict[str, np.ndarray] | None = None,
                                          const(prefix + ".b", t[prefix + ".b"])],
                   axis=-1, epsilon=w.eps)
 
+    def product(x: str, name: str) -> str:
+        """x·Wᵀ, its node named after the matrix (``l3.fo/…``: what int8 keeps float)."""
+        return op("MatMul", [x, const(name + ".wt", t[name + ".w"].T.astype(np.float32))],
+                  name=name)
+
     def linear(x: str, name: str) -> str:
-        """x·Wᵀ + b; the product's node is named after the matrix (``l3.fo/…``)."""
-        weight = const(name + ".wt", t[name + ".w"].T.astype(np.float32))
-        return op("Add", [op("MatMul", [x, weight], name=name),
-                          const(name + ".b", t[name + ".b"])])
+        return op("Add", [product(x, name), const(name + ".b", t[name + ".b"])])
 
     def scaled(x: str, key: str) -> str:
         return x if inputs is None or key not in inputs else op(
@@ -104,8 +106,7 @@ def _graph(w: E5Weights, tensors: dict[str, np.ndarray] | None = None,
                                const(p + "qkv.b", qkv_b.astype(np.float32)), mask],
                  name=p + "qkv", domain="com.microsoft", num_heads=heads)
         x = norm(op("Add", [x, linear(ctx, p + "ao")]), p + "aln")
-        weight = const(p + "fi.wt", t[p + "fi.w"].T.astype(np.float32))
-        f = op("BiasGelu", [op("MatMul", [scaled(x, p + "fi"), weight], name=p + "fi"),
+        f = op("BiasGelu", [product(scaled(x, p + "fi"), p + "fi"),
                             const(p + "fi.b", t[p + "fi.b"])], domain="com.microsoft")
         x = norm(op("Add", [x, linear(scaled(f, p + "fo"), p + "fo")]), p + "oln")
     m3 = op("Unsqueeze", ["mask", "axes_2"])
