@@ -121,19 +121,27 @@ def aiq(names: list[str], routers: list[str], n_boot: int, seed: int, cache: Pat
         ) -> dict[str, Any]:
     from routers import _datasets
 
+    from rankgate.routing.replay import paired_difference
     from rankgate.routing.train_replay import run_replay
 
     out: dict[str, Any] = {}
     for d, (train, test) in _datasets(seed).items():
         if d == "embedded-2":
             continue
+        ref: dict[str, Any] = {}
         for name in names:
             t0 = time.time()
+            kept: dict[str, Any] = {}
             rep = run_replay(train, test, routers, make_option(name, cache), n_boot=n_boot,
-                             seed=seed)
+                             seed=seed, kept=kept)
+            ref = ref or kept
+            assert kept["item_ids"] == ref["item_ids"]  # the same items: a paired Δ
             iv = rep.get("intervals") or {}
             out.setdefault(d, {})[name] = {
-                r: {"aiq": rep["routers"][r]["aiq"], "ci": (iv.get(r) or {}).get("aiq")}
+                r: {"aiq": rep["routers"][r]["aiq"], "ci": (iv.get(r) or {}).get("aiq"),
+                    # Δ vs the first option, both replays scored on each bootstrap resample
+                    "paired": paired_difference(kept["predictions"][r], ref["predictions"][r],
+                                                ref["scores"], ref["used"], n_boot, seed)}
                 for r in routers}
             print(f"[aiq] {d} {name}: {time.time() - t0:.0f} s, load {load()[0]:.2f}",
                   file=sys.stderr, flush=True)
@@ -230,7 +238,7 @@ def print_table(res: dict[str, Any], names: list[str]) -> None:
 def print_aiq(res: dict[str, Any]) -> None:
     for d, by in res.items():
         base = next(iter(by))
-        print(f"\nAIQ on {d} [95% bootstrap] (Δ vs {base})")
+        print(f"\nAIQ on {d} [95% bootstrap] (Δ vs {base} [95% paired bootstrap])")
         routers = list(next(iter(by.values())))
         print("| option | " + " | ".join(routers) + " |")
         print("|---|" + "---|" * len(routers))
@@ -239,8 +247,10 @@ def print_aiq(res: dict[str, Any]) -> None:
             for r in routers:
                 v, ci = rs[r]["aiq"], rs[r]["ci"]
                 d_ = v - by[base][r]["aiq"] if base in by else 0.0
+                pci = (rs[r].get("paired") or {}).get("ci")
                 cells.append(f"{v:.4f}" + (f" [{ci[0]:.3f}, {ci[1]:.3f}]" if ci else "")
-                             + (f" ({d_:+.4f})" if n != base else ""))
+                             + (f" ({d_:+.4f}" + (f" [{pci[0]:+.4f}, {pci[1]:+.4f}]" if pci
+                                                  else "") + ")" if n != base else ""))
             print(f"| {n} | " + " | ".join(cells) + " |")
 
 

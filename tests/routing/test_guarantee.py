@@ -223,3 +223,21 @@ def test_replay_reports_guarantee_coverage_and_paired_differences(tmp_path):
     assert len(guarantee_rows(report)) == 12
     write_replay_html(report, tmp_path / "r.html")
     assert "Quality guarantee" in (tmp_path / "r.html").read_text()
+
+
+def test_replay_keeps_what_a_paired_comparison_of_two_replays_needs():
+    # bench/embed_speed.py compares one router under two embedders on the same items
+    from rankgate.routing.replay import paired_difference
+    from rankgate.routing.train_replay import run_replay, split
+
+    tr, te = split(_outcomes(), 0.3, seed=0)
+    kept: dict = {}
+    report = run_replay(tr, te, ["knn"], HashEmbedder(), n_boot=20, kept=kept)
+    P, Y = kept["predictions"]["knn"], kept["scores"]
+    assert P.shape == Y.shape == (report["n_test"], 2) and len(kept["item_ids"]) == len(Y)
+    same = paired_difference(P, P, Y, kept["used"], 20, 0)
+    assert same["diff"] == 0.0 and same["ci"] == [0.0, 0.0]
+    other: dict = {}
+    run_replay(tr, te, ["knn"], HashEmbedder(dim=64), n_boot=0, kept=other)
+    assert other["item_ids"] == kept["item_ids"]
+    assert not np.array_equal(other["predictions"]["knn"], P)

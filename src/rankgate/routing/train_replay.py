@@ -180,14 +180,18 @@ def run_replay(train_rows: list[Outcome], test_rows: list[Outcome], routers: lis
                n_boot: int = 200, seed: int = 0, calibrated: bool = True,
                method: str = "auto",
                on_router: Callable[[str, int, int], None] | None = None,
-               on_embed: Callable[[int, int], None] | None = None) -> dict[str, Any]:
+               on_embed: Callable[[int, int], None] | None = None,
+               kept: dict[str, Any] | None = None) -> dict[str, Any]:
     """Train each router on ``train_rows``, replay it on ``test_rows`` (see the module doc).
 
     ``costs_given`` ($ per request by model) overrides the outcomes' costs. When some model
     still has no cost, the replay's x axis is the share of calls to the strong model: APGR and
     CPT stay defined and no $ figure is made up. ``on_router(name, done, total)`` is called
     before each router is trained (progress for a caller that shows it); ``on_embed(done,
-    total)`` during the one pass that embeds each distinct prompt.
+    total)`` during the one pass that embeds each distinct prompt. ``kept``, when given, gets
+    the served ``predictions`` by router, the test ``item_ids`` and ``scores`` and the
+    ``used`` cost axis: what a caller needs to compare two replays on the same items, paired
+    (:func:`rankgate.routing.replay.paired_difference`), e.g. one router under two embedders.
     """
     train_m = OutcomeMatrix.from_outcomes(train_rows)
     models = train_m.models
@@ -235,6 +239,9 @@ def run_replay(train_rows: list[Outcome], test_rows: list[Outcome], routers: lis
                                   costs if has_costs else None, models,
                                   n_boot=n_boot, seed=seed)
     used = np.array([report["axis"][m] for m in models])  # $ or strong-call share
+    if kept is not None:
+        kept.update(predictions=dict(predictions), item_ids=list(test_m.item_ids),
+                    scores=test_m.scores, used=used)
     for name, entry in calibration_report.items():
         if entry["after"] is not None:  # what calibration did to routing itself
             entry["apgr_uncalibrated"] = replay.evaluate_router(
